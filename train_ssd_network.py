@@ -23,6 +23,7 @@ from absl import app
 from absl import flags
 from absl import logging
 import tensorflow as tf
+from utils import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
 import tf_slim as slim
 
 from datasets import dataset_factory

@@ -16,6 +16,7 @@ import collections
 
 import numpy as np
 import tensorflow as tf
+from utils import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
 import tf_slim as slim
 
 from nets import custom_layers

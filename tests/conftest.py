@@ -8,16 +8,16 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT_ROOT)
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+from utils import paths  # noqa: E402  (after the import path is set)
+
 # Real detection data (Pascal VOC layout) written by others; never copied here.
-GROCERIES_ENV = 'FREIBURG_GROCERIES_DIR'
-GROCERIES_DEFAULT = os.path.join(PROJECT_ROOT, os.pardir, 'shared', 'data',
-                                 'freiburg_groceries_voc')
+GROCERIES_ENV = paths.GROCERIES_ENV
 
 
 @pytest.fixture(scope='session')
 def groceries_dir():
   """Path of the Freiburg groceries VOC dataset; skips the test when absent."""
-  path = os.path.abspath(os.environ.get(GROCERIES_ENV, GROCERIES_DEFAULT))
+  path = paths.groceries_dir()
   if not os.path.isdir(os.path.join(path, 'Annotations')):
     pytest.skip('real data not found at %s (set %s to its VOC root)' %
                 (path, GROCERIES_ENV))

@@ -1,5 +1,4 @@
 """utils/tf_compat.py makes tf_slim 1.1.0 work on today's TensorFlow."""
-import importlib
 import os
 
 import cv2
@@ -24,13 +23,27 @@ def test_restored_names_resolve_to_the_moved_symbols():
   assert tf_compat.restore_missing_names() == []
 
 
-def test_every_package_imports_the_compat_module_first():
+def test_every_module_that_imports_tf_slim_imports_the_compat_module_first():
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  for package in ('nets', 'preprocessing', 'datasets', 'deployment', 'utils'):
-    with open(os.path.join(root, package, '__init__.py')) as init_file:
-      code = [line for line in init_file if line.startswith(('from', 'import'))]
-    assert code[0].startswith('from utils import tf_compat'), package
-    importlib.import_module(package)
+  checked = 0
+  for folder, dirs, files in os.walk(root):
+    dirs[:] = [d for d in dirs if not d.startswith('.') and d != 'out']
+    for name in files:
+      if not name.endswith('.py') or name == 'tf_compat.py':
+        continue
+      with open(os.path.join(folder, name)) as module_file:
+        imports = [line.strip() for line in module_file
+                   if line.startswith(('from ', 'import '))]
+      slim_at = [i for i, line in enumerate(imports)
+                 if line.startswith(('import tf_slim', 'from tf_slim'))]
+      if not slim_at:
+        continue
+      compat_at = [i for i, line in enumerate(imports)
+                   if line.startswith(('from utils import tf_compat',
+                                             'import utils.tf_compat'))]
+      assert compat_at and compat_at[0] < slim_at[0], os.path.join(folder, name)
+      checked += 1
+  assert checked >= 5
 
 
 def test_batch_norm_normalises_and_updates_moving_averages():

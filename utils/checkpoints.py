@@ -9,6 +9,7 @@ import re
 
 from absl import logging
 import tensorflow as tf
+from utils import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
 import tf_slim as slim
 
 from utils import train_tools

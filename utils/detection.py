@@ -18,6 +18,7 @@ import collections
 
 from absl import flags
 import tensorflow as tf
+from utils import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
 import tf_slim as slim
 
 from datasets import dataset_utils

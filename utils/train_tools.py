@@ -7,6 +7,7 @@ import math
 
 import tensorflow as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
+from utils import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
 import tf_slim as slim
 
 from deployment import model_deploy

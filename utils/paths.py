@@ -1,0 +1,28 @@
+"""Where the project keeps its files: one place for every default path.
+
+Bottom layer: imports nothing of the project.
+"""
+import os
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Checkpoints in (pretrained) and out (training runs).
+PRETRAINED_DIR = os.path.join(PROJECT_ROOT, 'ckpt', 'pre_trained')
+FINE_TUNING_DIR = os.path.join(PROJECT_ROOT, 'ckpt', 'fine_tuning')
+# Converted datasets; the built-in sample dataset is generated into SAMPLE_DIR.
+TFRECORDS_DIR = os.path.join(PROJECT_ROOT, 'tfrecords')
+SAMPLE_DIR = os.path.join(TFRECORDS_DIR, 'sample')
+# A file of this name in a training directory asks the training loop to save
+# a checkpoint and stop (written by eval_ssd_network.py's early stopping).
+STOP_FILE_NAME = 'STOP'
+# The SSD parameters a model was trained with, written next to its checkpoints.
+SSD_PARAMS_FILE_NAME = 'ssd_params.json'
+# Real detection data written by others (never copied into the repository):
+# the Freiburg groceries dataset in Pascal VOC layout.
+GROCERIES_ENV = 'FREIBURG_GROCERIES_DIR'
+GROCERIES_DEFAULT = os.path.join(PROJECT_ROOT, os.pardir, 'shared', 'data',
+                                 'freiburg_groceries_voc')
+
+
+def groceries_dir():
+  """The Freiburg groceries VOC root: $FREIBURG_GROCERIES_DIR or ../shared/data."""
+  return os.path.abspath(os.environ.get(GROCERIES_ENV, GROCERIES_DEFAULT))
