@@ -4,9 +4,10 @@ The network runs in a TensorFlow graph (batches of the evaluation
 preprocessing, the detector of `utils.detection`); its fixed-size,
 zero-padded detections are mapped back to each original image and scored in
 Python by `utils.voc_eval`: per-class AP at IoU > --matching_threshold with
-the Pascal VOC rules (difficult objects neither count nor penalise), both
-VOC2007's 11-point AP and VOC2010+'s area AP, boxes compared in original
-image pixels.  mAP is the mean over the classes with at least one
+the Pascal VOC devkit's rules (difficult objects neither count nor penalise;
+inclusive pixel boxes, +1 on widths and heights), both VOC2007's 11-point AP
+and VOC2010+'s area AP, boxes compared in original image pixels: the APs
+equal the devkit's on the same detections.  mAP is the mean over the classes with at least one
 non-difficult ground-truth object; the others are reported as n/a.
 
 Outputs, in --eval_dir (default: `eval/` beside the checkpoints):

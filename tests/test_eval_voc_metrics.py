@@ -15,11 +15,13 @@ def _box(xmin, ymin, xmax, ymax):
 class TestMatchDetections:
 
   def test_duplicates_and_the_best_overlap_rule(self):
-    gt = [_box(0, 0, 10, 10), _box(2, 0, 12, 10)]  # IoU 80 / 120.
+    # Inclusive pixels: 11 x 11 boxes, overlapping on 9 x 11 (IoU 99 / 143).
+    gt = [_box(0, 0, 10, 10), _box(2, 0, 12, 10)]
     detections = [
         _box(0, 0, 10, 10),       # Object 0 exactly: TP.
-        _box(0.5, 0, 10.5, 10),   # IoU 0.905 with object 0 (matched), 0.739
-                                  # with object 1: its best is taken: FP.
+        _box(0.5, 0, 10.5, 10),   # Intersections 10.5 x 11 with object 0
+                                  # (IoU 0.913, matched), 9.5 x 11 with
+                                  # object 1 (0.760): its best is taken: FP.
         _box(2, 0, 12, 10),       # Object 1: TP.
         _box(2, 0, 12, 10),       # Object 1 again: duplicate, FP.
         _box(50, 50, 60, 60)]     # Nothing: FP.
@@ -29,12 +31,13 @@ class TestMatchDetections:
     np.testing.assert_array_equal(false_positive, [0, 1, 0, 1, 1])
 
   def test_iou_must_exceed_the_threshold(self):
-    # IoU exactly 50 / 100: not above 0.5, a false positive (VOC's '>').
+    # Pixels 0..4 of an object's 0..9 columns, all 10 rows: 50 of 100
+    # pixels, IoU exactly 0.5: not above it, a false positive.
     true_positive, false_positive = voc_eval.match_detections(
-        [_box(0, 0, 10, 5)], [_box(0, 0, 10, 10)], [0])
+        [_box(0, 0, 4, 9)], [_box(0, 0, 9, 9)], [0])
     assert not true_positive[0] and false_positive[0]
     true_positive, _ = voc_eval.match_detections(
-        [_box(0, 0, 10, 5)], [_box(0, 0, 10, 10)], [0], iou_threshold=0.49)
+        [_box(0, 0, 4, 9)], [_box(0, 0, 9, 9)], [0], iou_threshold=0.49)
     assert true_positive[0]
 
   def test_difficult_objects_are_ignored(self):
@@ -82,11 +85,12 @@ class TestAveragePrecision:
     assert voc_eval.average_precision_voc12(precision, recall) == (
         pytest.approx(0.25 * 1 + 0.5 * 0.75))
 
-  def test_recall_of_exactly_three_tenths_counts_at_three_tenths(self):
-    # 3 of 10 objects found by 3 detections: precision 1 up to recall 0.3.
+  def test_recall_of_exactly_three_tenths_misses_the_point_0_3(self):
+    # 3 of 10 objects found by 3 detections: precision 1 up to recall 0.3,
+    # but np.arange's third threshold is 0.30000000000000004: 3 points.
     precision, recall = self._curve([0.9, 0.8, 0.7], [1, 1, 1], 10)
     assert voc_eval.average_precision_voc07(precision, recall) == (
-        pytest.approx(4 / 11))
+        pytest.approx(3 / 11))
 
   def test_ties_keep_their_input_order(self):
     # Equal scores: the false positive given first ranks first.
@@ -184,3 +188,137 @@ class TestVocEvaluator:
     assert table[1].split() == ['cat', '0.6136', '0.6250', '4']
     assert table[2].split() == ['dog', 'n/a', 'n/a', '0']
     assert table[-1].split()[:3] == ['mAP', '0.3068', '0.3125']
+
+
+def _devkit_ap(images, class_label, use_07_metric):
+  """The devkit's AP of one class, written from its rule independently of
+  utils/voc_eval: all detections ranked at once, (xmin, ymin, xmax, ymax)
+  inclusive pixel boxes with +1 on every size, cumulative counts over every
+  detection (ignored ones add nothing), 11 points at np.arange(0, 1.1, 0.1).
+
+  images: list of dicts with gt_labels, gt_boxes, gt_difficult, det_labels,
+  det_scores, det_boxes (boxes (ymin, xmin, ymax, xmax), as the module).
+  """
+  ground_truth, image_of, scores, boxes = [], [], [], []
+  num_positives = 0
+  for index, image in enumerate(images):
+    is_gt = np.asarray(image['gt_labels']) == class_label
+    gt_xyxy = np.asarray(image['gt_boxes'], float).reshape(-1, 4)[is_gt][
+        :, [1, 0, 3, 2]]
+    difficult = np.asarray(image['gt_difficult'], bool)[is_gt]
+    ground_truth.append([gt_xyxy, difficult, np.zeros(len(difficult), bool)])
+    num_positives += int((~difficult).sum())
+    is_det = np.asarray(image['det_labels']) == class_label
+    for score, box in zip(np.asarray(image['det_scores'])[is_det],
+                          np.asarray(image['det_boxes'], float)[is_det]):
+      image_of.append(index)
+      scores.append(score)
+      boxes.append(box[[1, 0, 3, 2]])
+  order = np.argsort(-np.asarray(scores))
+  tp = np.zeros(len(order))
+  fp = np.zeros(len(order))
+  for rank, d in enumerate(order):
+    gt_xyxy, difficult, detected = ground_truth[image_of[d]]
+    bb = boxes[d]
+    best = -np.inf
+    if len(gt_xyxy):
+      iw = np.maximum(np.minimum(gt_xyxy[:, 2], bb[2]) -
+                      np.maximum(gt_xyxy[:, 0], bb[0]) + 1., 0.)
+      ih = np.maximum(np.minimum(gt_xyxy[:, 3], bb[3]) -
+                      np.maximum(gt_xyxy[:, 1], bb[1]) + 1., 0.)
+      inter = iw * ih
+      union = ((bb[2] - bb[0] + 1.) * (bb[3] - bb[1] + 1.) +
+               (gt_xyxy[:, 2] - gt_xyxy[:, 0] + 1.) *
+               (gt_xyxy[:, 3] - gt_xyxy[:, 1] + 1.) - inter)
+      overlaps = inter / union
+      best, j = overlaps.max(), overlaps.argmax()
+    if best > 0.5:
+      if not difficult[j]:
+        if not detected[j]:
+          tp[rank] = 1.
+          detected[j] = True
+        else:
+          fp[rank] = 1.
+    else:
+      fp[rank] = 1.
+  fp, tp = np.cumsum(fp), np.cumsum(tp)
+  rec = tp / float(num_positives)
+  prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
+  if use_07_metric:
+    ap = 0.
+    for t in np.arange(0., 1.1, 0.1):
+      p = 0. if np.sum(rec >= t) == 0 else np.max(prec[rec >= t])
+      ap += p / 11.
+    return ap
+  mrec = np.concatenate(([0.], rec, [1.]))
+  mpre = np.concatenate(([0.], prec, [0.]))
+  for i in range(mpre.size - 1, 0, -1):
+    mpre[i - 1] = max(mpre[i - 1], mpre[i])
+  i = np.where(mrec[1:] != mrec[:-1])[0]
+  return np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1])
+
+
+def _random_images(rng, min_size, max_size, num_images=6):
+  """Integer ground-truth boxes of min_size..max_size pixels (as in VOC
+  XML), some difficult; detections: jittered copies of them (sub-pixel
+  offsets of up to a third of the size) and some at random, all with
+  distinct random scores."""
+  images = []
+  for _ in range(num_images):
+    num_gt = rng.integers(1, 6)
+    sizes = rng.integers(min_size, max_size + 1, size=(num_gt, 2))
+    corners = rng.integers(1, 200, size=(num_gt, 2))
+    gt_boxes = np.concatenate([corners, corners + sizes - 1], axis=1)
+    gt_labels = rng.integers(1, 4, size=num_gt)
+    copies = rng.integers(0, num_gt, size=rng.integers(0, 3 * num_gt))
+    jitter = rng.uniform(-1, 1, size=(len(copies), 4)) * np.tile(
+        sizes[copies], 2) / 3.
+    det_boxes = gt_boxes[copies] + jitter
+    det_labels = np.where(rng.random(len(copies)) < 0.85, gt_labels[copies],
+                          rng.integers(1, 4, size=len(copies)))
+    num_random = rng.integers(0, 3)
+    random_corners = rng.uniform(1, 200, size=(num_random, 2))
+    random_boxes = np.concatenate(
+        [random_corners, random_corners + rng.uniform(
+            min_size, max_size, size=(num_random, 2))], axis=1)
+    det_boxes = np.concatenate([det_boxes, random_boxes]).reshape(-1, 4)
+    det_boxes[:, 2:] = np.maximum(det_boxes[:, 2:], det_boxes[:, :2])
+    images.append({
+        'gt_labels': gt_labels, 'gt_boxes': gt_boxes,
+        'gt_difficult': rng.random(num_gt) < 0.2,
+        'det_labels': np.concatenate(
+            [det_labels, rng.integers(1, 4, size=num_random)]),
+        'det_scores': rng.random(len(det_boxes)),
+        'det_boxes': det_boxes})
+  return images
+
+
+@pytest.mark.parametrize('min_size,max_size', [(4, 40), (8, 120)])
+def test_ap_equals_the_devkit_on_random_cases(min_size, max_size):
+  rng = np.random.default_rng(min_size)
+  compared = 0
+  for _ in range(40):
+    images = _random_images(rng, min_size, max_size)
+    evaluator = voc_eval.VocEvaluator(LABELS)
+    for index, image in enumerate(images):
+      evaluator.add_image('img_%d' % index, **image)
+    results = evaluator.results()
+    for label, name in sorted(LABELS.items())[1:]:
+      result = results['classes'][name]
+      if not result['num_gt']:
+        assert result['AP_VOC07'] is None
+        continue
+      for kind, use_07_metric in (('VOC07', True), ('VOC12', False)):
+        assert abs(result['AP_' + kind] -
+                   _devkit_ap(images, label, use_07_metric)) < 1e-9
+      compared += 1
+  assert compared > 80
+
+
+def test_devkit_iou_counts_inclusive_pixels():
+  # 1 x 1 boxes on the same pixel: 1 pixel each, IoU 1 (0 by area).
+  assert voc_eval.devkit_iou([5, 5, 5, 5], [5, 5, 5, 5]) == 1.
+  # Rows 0..3 x columns 0..3 (16 pixels) and rows 2..5 (4 x 4): 8 shared.
+  assert voc_eval.devkit_iou([0, 0, 3, 3], [2, 0, 5, 3]) == 8 / 24
+  # Adjacent pixel columns share none.
+  assert voc_eval.devkit_iou([0, 0, 3, 3], [0, 4, 3, 7]) == 0.

@@ -1,14 +1,23 @@
 """Pascal VOC detection metrics in NumPy: matching, precision/recall and AP.
 
-The rules are those of the VOC devkit (VOCevaldet.m), per class:
+The rules are the VOC devkit's, in the form of its Python port that most
+detection code runs (py-faster-rcnn's `voc_eval.py`), per class:
+  * Boxes are inclusive pixel boxes: a box from xmin to xmax covers
+    xmax - xmin + 1 pixels, and `devkit_iou` adds that 1 to every width and
+    height (intersection included).  This is the devkit's own formula, on
+    purpose not the continuous-coordinate IoU of `utils.box_ops` that
+    training uses: on boxes a few pixels wide the two differ a lot, and
+    published VOC numbers use this one.  Coordinates are the annotation
+    XML's values (`datasets.voc_common.denormalize_boxes` gives them back).
   * All detections of the class over the evaluated images are ranked by
     decreasing score.  Ties keep their input order (a stable sort, like
-    MATLAB's `sort`): images in the order they were added, then the
-    detections of an image in the order given.
+    MATLAB's `sort` in VOCevaldet.m; the Python port's quicksort leaves
+    them in an unspecified order): images in the order they were added,
+    then the detections of an image in the order given.
   * Going down that ranking, a detection is compared with the ground-truth
     objects of its class in its image, difficult ones included, and takes
-    the one it overlaps most.  If that IoU is above `iou_threshold` (strictly,
-    as the devkit's `ovmax > 0.5`):
+    the one it overlaps most.  If that IoU is above `iou_threshold`
+    (strictly, the Python port's `ovmax > ovthresh`):
       - a difficult object: the detection is ignored (neither a true nor a
         false positive);
       - a non-difficult object not matched yet: a true positive, and the
@@ -18,33 +27,60 @@ The rules are those of the VOC devkit (VOCevaldet.m), per class:
     image, so it is done image by image as they are added.
   * recall = TP / (non-difficult objects), precision = TP / (TP + FP), after
     each ranked detection.
-  * AP VOC07: the 11-point interpolated AP of VOC2007, the mean over
-    t = 0, 0.1, ..., 1 of the highest precision at a recall >= t (0 if none).
-    The thresholds are the exact decimals t / 10, so a recall of exactly 0.3
-    counts at 0.3 (the Python devkit's np.arange(0, 1.1, 0.1) misses it).
+  * AP VOC07: the 11-point interpolated AP of VOC2007, the mean over the
+    thresholds t of `np.arange(0., 1.1, 0.1)` of the highest precision at a
+    recall >= t (0 if none).  Those thresholds are binary fractions, so
+    0.3, 0.6 and 0.7 are a hair above their decimals: a recall of exactly
+    3/10 does not reach the point 0.3.
   * AP VOC12: the area under the precision/recall curve made monotonically
     decreasing, used from VOC2010 on.
+The MATLAB VOCevaldet.m differs from its Python port only on exact ties:
+it accepts an IoU equal to the threshold (`>=`) and its 11 thresholds
+`0:0.1:1` are the nearest doubles of the decimals.
 
 mAP is the mean of the class APs over the classes with at least one
 non-difficult ground-truth object.  A class without any has no AP (None:
 nothing to recall) and is left out of the mean; a class with objects but no
 detection has AP 0.
 
-Boxes are (ymin, xmin, ymax, xmax) in the original image's pixels and their
-IoU is `nets.box_coder.iou`, the project's single definition: coordinates
-are positions on a continuous axis (see `datasets.voc_common`), where the
-devkit counts inclusive pixels and adds 1 to every width and height.  Its
-IoUs are therefore slightly higher for small boxes; for objects tens of
-pixels wide the APs agree to a fraction of a point.
+NumPy only: this module imports neither TensorFlow nor the project.
 """
 import os
 
 import numpy as np
 
-from nets import box_coder
-
 AP_KINDS = ('VOC07', 'VOC12')
 COMP4_TEMPLATE = 'comp4_det_%s_%s.txt'
+
+
+def devkit_iou(boxes_a, boxes_b):
+  """IoU of inclusive pixel boxes, the devkit's formula (module docstring).
+
+  Args:
+    boxes_a, boxes_b: [..., 4] (ymin, xmin, ymax, xmax) in pixels,
+      broadcast against each other.
+
+  Returns:
+    float64 [...] IoUs; 0 for boxes that share no pixel.
+  """
+  boxes_a = np.asarray(boxes_a, np.float64)
+  boxes_b = np.asarray(boxes_b, np.float64)
+
+  def pixels(lower, upper):
+    return np.maximum(upper - lower + 1., 0.)
+
+  intersection = (
+      pixels(np.maximum(boxes_a[..., 0], boxes_b[..., 0]),
+             np.minimum(boxes_a[..., 2], boxes_b[..., 2])) *
+      pixels(np.maximum(boxes_a[..., 1], boxes_b[..., 1]),
+             np.minimum(boxes_a[..., 3], boxes_b[..., 3])))
+  area_a = (pixels(boxes_a[..., 0], boxes_a[..., 2]) *
+            pixels(boxes_a[..., 1], boxes_a[..., 3]))
+  area_b = (pixels(boxes_b[..., 0], boxes_b[..., 2]) *
+            pixels(boxes_b[..., 1], boxes_b[..., 3]))
+  union = area_a + area_b - intersection
+  return np.divide(intersection, union, out=np.zeros_like(union),
+                   where=union > 0.)
 
 
 def match_detections(det_boxes, gt_boxes, gt_difficult, iou_threshold=0.5):
@@ -54,6 +90,7 @@ def match_detections(det_boxes, gt_boxes, gt_difficult, iou_threshold=0.5):
     det_boxes: [D, 4] detections, ranked (decreasing score, see the module
       docstring for ties).
     gt_boxes: [G, 4] ground-truth objects of the class in the image.
+      Boxes (ymin, xmin, ymax, xmax) in inclusive pixels.
     gt_difficult: [G] bool (or 0/1), the objects flagged difficult.
     iou_threshold: IoU a detection must exceed to match an object.
 
@@ -68,8 +105,8 @@ def match_detections(det_boxes, gt_boxes, gt_difficult, iou_threshold=0.5):
   false_positive = np.ones(len(det_boxes), bool)
   if not len(gt_boxes):
     return true_positive, false_positive
-  overlaps = box_coder.iou(det_boxes[:, np.newaxis, :],
-                           gt_boxes[np.newaxis, :, :])
+  overlaps = devkit_iou(det_boxes[:, np.newaxis, :],
+                        gt_boxes[np.newaxis, :, :])
   matched = np.zeros(len(gt_boxes), bool)
   for index, best in enumerate(np.argmax(overlaps, axis=1)):
     if overlaps[index, best] <= iou_threshold:
@@ -110,7 +147,7 @@ def average_precision_voc07(precision, recall):
   precision = np.asarray(precision, np.float64)
   recall = np.asarray(recall, np.float64)
   points = [precision[recall >= threshold].max(initial=0.)
-            for threshold in np.arange(11) / 10.]
+            for threshold in np.arange(0., 1.1, 0.1)]
   return float(np.mean(points))
 
 
