@@ -22,13 +22,13 @@ from absl import app
 from absl import flags
 from absl import logging
 import cv2
-import numpy as np
 import tensorflow as tf
 
 from datasets import pascalvoc_to_tfrecords
 from datasets import voc_common
 from utils import checkpoints
 from utils import detection
+from utils import drawing
 
 _v1 = tf.compat.v1
 
@@ -159,38 +159,6 @@ def format_detections(detections, labels_to_names):
                                        pixel_boxes(detections))]
 
 
-def class_color(label):
-  """A BGR colour per label: hues a golden ratio of a turn apart, so any
-  number of classes get distinct colours, neighbours the most distinct."""
-  hue = int(label * 0.618034 % 1. * 180)
-  hsv = np.array([[[hue, 255, 220]]], np.uint8)
-  return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
-
-
-def draw_detections(image, detections, labels_to_names):
-  """Draws boxes and `class score` captions on a BGR image, in place."""
-  thickness = max(1, round(max(image.shape[:2]) / 300))
-  for label, score, box in zip(detections.classes, detections.scores,
-                               pixel_boxes(detections)):
-    color = class_color(label)
-    xmin, ymin, xmax, ymax = (int(round(v)) for v in box)
-    cv2.rectangle(image, (xmin, ymin), (xmax, ymax), color, thickness)
-    caption = '%s %.2f' % (labels_to_names.get(label, str(label)), score)
-    (text_width, text_height), baseline = cv2.getTextSize(
-        caption, cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, thickness)
-    top = max(ymin - text_height - baseline, 0)
-    cv2.rectangle(image, (xmin, top),
-                  (xmin + text_width, top + text_height + baseline), color,
-                  cv2.FILLED)
-    # Black on light colours, white on dark ones (BGR luma weights).
-    luma = np.dot([0.114, 0.587, 0.299], color)
-    cv2.putText(image, caption, (xmin, top + text_height),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness,
-                (0, 0, 0) if luma > 128 else (255, 255, 255), thickness,
-                cv2.LINE_AA)
-  return image
-
-
 def run(checkpoint_path, image_paths, output_dir, labels_path=None,
         **detect_kwargs):
   """The demo: detects, prints and writes the drawn images.
@@ -219,9 +187,11 @@ def run(checkpoint_path, image_paths, output_dir, labels_path=None,
     print('%s: %d detections' % (detections.path, len(detections.classes)))
     for line in format_detections(detections, labels_to_names):
       print('  ' + line)
-    image = draw_detections(cv2.imread(detections.path, cv2.IMREAD_COLOR),
-                            detections, labels_to_names)
-    cv2.imwrite(os.path.join(output_dir, name), image)
+    image = drawing.draw_detections(
+        read_image(detections.path), detections.bboxes, detections.classes,
+        detections.scores, labels_to_names)
+    cv2.imwrite(os.path.join(output_dir, name),
+                cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
   return results
 
 

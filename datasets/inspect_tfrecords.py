@@ -21,10 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from datasets import dataset_utils
-
-# Distinct BGR colours for drawing, cycled by class id.
-_COLORS = ((0, 0, 255), (0, 200, 0), (255, 0, 0), (0, 200, 255),
-           (255, 0, 255), (255, 255, 0), (0, 128, 255), (128, 0, 255))
+from utils import drawing
 
 
 def iterate_examples(files):
@@ -54,19 +51,9 @@ def iterate_examples(files):
 
 def draw_boxes(example, labels_to_names):
   """BGR copy of the example's image with its boxes and class names."""
-  image = cv2.cvtColor(example['image'], cv2.COLOR_RGB2BGR)
-  height, width = image.shape[:2]
-  for label, (ymin, xmin, ymax, xmax) in zip(example['labels'],
-                                             example['bboxes']):
-    color = _COLORS[int(label) % len(_COLORS)]
-    top_left = (int(round(xmin * width)), int(round(ymin * height)))
-    cv2.rectangle(image, top_left,
-                  (int(round(xmax * width)), int(round(ymax * height))),
-                  color, 2)
-    cv2.putText(image, labels_to_names.get(int(label), str(label)),
-                (top_left[0] + 2, top_left[1] + 14), cv2.FONT_HERSHEY_SIMPLEX,
-                0.5, color, 1, cv2.LINE_AA)
-  return image
+  return cv2.cvtColor(drawing.draw_detections(
+      example['image'], example['bboxes'], example['labels'],
+      class_names=labels_to_names), cv2.COLOR_RGB2BGR)
 
 
 def summarize(examples, labels_to_names):

@@ -145,11 +145,12 @@ def test_inspect_counts_and_draws(small_sample, tmp_path):
   first = support.decode_all(dataset, shuffle=False)[0]
   drawing = cv2.imread(drawn[0])
   assert drawing.shape == first['image'].shape
-  # The top-left corner of the first box is painted in the class colour.
-  ymin, xmin = (first['bboxes'][0][:2] *
-                first['image'].shape[:2]).round().astype(int)
-  color = inspect_tfrecords._COLORS[first['labels'][0]]
-  assert np.abs(drawing[ymin, xmin].astype(int) - color).max() < 40
+  # The first box's left edge (inside the box) is in its class colour (BGR).
+  ymin, xmin, ymax = (first['bboxes'][0] *
+                      (first['image'].shape[:2] * 2))[:3].round().astype(int)
+  color = inspect_tfrecords.drawing.class_color(first['labels'][0])[::-1]
+  edge = drawing[(ymin + ymax) // 2, xmin:xmin + 2].astype(int)
+  assert np.abs(edge.mean(axis=0) - color).max() < 40
 
 
 def test_inspect_command_line(small_sample):

@@ -16,6 +16,7 @@ import demo_ssd
 import detection_fixtures as helpers
 from utils import checkpoints
 from utils import detection
+from utils import drawing
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -88,9 +89,12 @@ def test_command_line_prints_and_draws(checkpoint_dir, images, labels_dir,
       '  dog 0.600 23.1 0.0 96.9 160.0']
   drawn = cv2.imread(os.path.join(output_dir, 'tall.png'))
   assert drawn.shape == (160, 120, 3)
-  # The cat's bottom edge (row round(149.6)), in the cat's colour.
-  np.testing.assert_array_equal(drawn[150, 60], demo_ssd.class_color(1))
-  assert demo_ssd.class_color(1) != demo_ssd.class_color(2)
+  # The cat's bottom edge (rows up to round(149.6) - 1), in the cat's
+  # colour (RGB, the image is BGR); PNG keeps it exact.
+  for row in (148, 149):
+    np.testing.assert_array_equal(drawn[row, 60, ::-1],
+                                  drawing.class_color(1))
+  assert not np.array_equal(drawn[147, 60, ::-1], drawing.class_color(1))
   assert cv2.imread(os.path.join(output_dir, 'wide.jpg')).shape == (100, 200,
                                                                     3)
 

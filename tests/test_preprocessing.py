@@ -16,7 +16,6 @@ import tensorflow as tf
 from preprocessing import preprocessing_factory
 from preprocessing import ssd_vgg_preprocessing
 from preprocessing import tf_image
-from preprocessing import visualization
 
 OUT_SHAPE = (300, 300)
 FULL_WINDOW = np.array(tf_image.FULL_WINDOW, np.float32)
@@ -477,33 +476,3 @@ def test_eval_boxes_map_back_to_original_pixels(examples, resize):
   np.testing.assert_allclose(out_image[:, shown[0]:shown[1]], resized - MEANS,
                              atol=0.05)
 
-
-# TensorBoard.
-
-
-@pytest.mark.parametrize('data_format', ['NHWC', 'NCHW'])
-def test_images_with_boxes_undoes_normalisation(examples, data_format):
-  image = examples[0][0]
-  height, width = image.shape[:2]
-  box = [0.25, 0.25, 0.75, 0.75]
-
-  def build():
-    images = ssd_vgg_preprocessing.normalize_image(
-        tf.stack([tf.constant(image)] * 2))
-    if data_format == 'NCHW':
-      images = tf.transpose(images, [0, 3, 1, 2])
-    # One real box, then padding.
-    bboxes = tf.constant([[box, [0.] * 4]] * 2)
-    return visualization.images_with_boxes(images, bboxes, data_format,
-                                           max_outputs=1)
-  drawn = _evaluate(build)
-  assert drawn.shape == (1, height, width, 3) and drawn.dtype == np.uint8
-  # draw_bounding_boxes puts 1-pixel lines at coordinate * (size - 1).
-  top, left, bottom, right = (int(coordinate * (size - 1)) for coordinate, size
-                              in zip(box, (height, width) * 2))
-  outline = np.zeros((height, width), bool)
-  outline[top:bottom + 1, left:right + 1] = True
-  outline[top + 1:bottom, left + 1:right] = False
-  outline[0, 0] = True  # Where the all-zero padding box draws.
-  np.testing.assert_array_equal(drawn[0][~outline], image[~outline])
-  assert not np.array_equal(drawn[0][outline], image[outline])
