@@ -158,8 +158,8 @@ def get_dataset(name, split_name, dataset_dir, file_pattern=None):
     A `dataset_utils.DetectionDataset`.
 
   Raises:
-    ValueError: unknown name or split, missing or ambiguous files; the
-      message lists what exists.
+    ValueError: unknown name or split, missing or ambiguous files, or a
+      split of 0 samples; the message lists what exists.
   """
   if name not in DATASETS:
     raise ValueError('unknown dataset %r; known: %s' %
@@ -175,6 +175,12 @@ def get_dataset(name, split_name, dataset_dir, file_pattern=None):
   else:
     files, num_samples, used = _select_by_split(
         name, dataset_dir, split_name, all_metadata, spec)
+  if not num_samples:
+    raise ValueError(
+        'split %r of %r in %s has 0 samples (%s); convert data with images '
+        'into it' % (split_name, name, dataset_dir, ', '.join(
+            dataset_utils.metadata_path(dataset_dir, metadata['name'])
+            for metadata in used) or 'no metadata'))
   return dataset_utils.DetectionDataset(
       name, split_name, files, num_samples,
       _labels_of(used, spec, dataset_dir), metadata=used)

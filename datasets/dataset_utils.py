@@ -6,11 +6,14 @@ A converted dataset directory holds, per converted split `<name>`:
 and once per directory `labels.txt` (`id:name` lines, 0 = background), the
 TF-slim label file convention.
 
-Metadata JSON schema (written by `datasets.pascalvoc_to_tfrecords`):
+Metadata JSON schema (written by `datasets.conversion.write_dataset` for
+`pascalvoc_to_tfrecords` and `coco_to_tfrecords`):
   format_version      int, METADATA_VERSION.
   name                str, the shard prefix (`--output_name`).
-  split               str or null, the ImageSets/Main list converted.
-  source_dir          str, the VOC root it was converted from.
+  split               str or null, the ImageSets/Main list converted (VOC).
+  source_dir          str, the VOC root (COCO: the image folder) it was
+                      converted from.
+  annotations_file    str, the COCO JSON converted (COCO only).
   files               [str], shard file names, relative to the JSON's folder.
   num_samples         int, records written.
   num_objects         int, boxes written.
@@ -19,9 +22,13 @@ Metadata JSON schema (written by `datasets.pascalvoc_to_tfrecords`):
   objects_per_class   {name: int} boxes per class (every class listed).
   images_per_class    {name: int} records holding at least one such box.
   difficult_objects   int, boxes flagged difficult.
-  num_reencoded       int, images re-encoded to 3-channel (PNG, lossless).
+  num_reencoded       int, images not stored as their file's bytes
+                      (re-encoded to 3-channel PNG, or downscaled).
+  num_downscaled      int, images stored downscaled (`--max_image_side`).
+  unknown_classes     {name: int} objects of classes not in the label list,
+                      whose images `--skip_bad` skipped.
   num_warnings        int, total of `warnings`.
-  warnings            {kind: int}, see `pascalvoc_to_tfrecords.WARNING_KINDS`.
+  warnings            {kind: int}, see `conversion.WARNING_KINDS`.
 """
 import json
 import os
@@ -217,14 +224,9 @@ class DetectionDataset(object):
             '%d classes)' % (self.name, self.split_name, self.num_samples,
                              len(self.files), self.num_classes))
 
-  @staticmethod
-  def decode(serialized):
-    """See `decode_example`."""
-    return decode_example(serialized)
-
   def read(self, num_readers=4, shuffle=True, num_epochs=None, seed=None,
            num_parallel_calls=tf.data.AUTOTUNE, shuffle_buffer_size=1024):
-    """Returns a tf.data.Dataset of decoded examples (dicts, see `decode`).
+    """Returns a tf.data.Dataset of decoded examples (`decode_example` dicts).
 
     Shards are read `num_readers` at a time (interleaved), serialized
     records are shuffled before decoding so the buffer stays small, and

@@ -25,8 +25,10 @@ from absl import logging
 import cv2
 import numpy as np
 
+from datasets import conversion
 from datasets import dataset_utils
 from datasets import pascalvoc_to_tfrecords
+from utils import paths
 
 CLASS_NAMES = ('box', 'bottle', 'can')
 SPLITS = ('train', 'val')
@@ -43,8 +45,7 @@ _BASE_COLOR = {'box': (40, 60, 220), 'bottle': (60, 190, 40),
 _MARKER_NAME = 'sample_data.json'
 
 # Where the scripts keep the sample dataset when no --dataset_dir is given.
-DEFAULT_DIR = os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), 'tfrecords', 'sample')
+DEFAULT_DIR = paths.SAMPLE_DIR
 _JPEG_QUALITY = 95
 
 
@@ -284,10 +285,10 @@ def main(argv):
   try:
     output_dir = ensure_sample_dataset(FLAGS.output_dir, FLAGS.num_train,
                                        FLAGS.num_val, FLAGS.seed)
-  except pascalvoc_to_tfrecords.ConversionError as error:
+  except conversion.ConversionError as error:
     raise SystemExit('error: %s' % error)
   for split in SPLITS:
-    print(pascalvoc_to_tfrecords.format_summary(dataset_utils.read_metadata(
+    print(conversion.format_summary(dataset_utils.read_metadata(
         dataset_utils.metadata_path(output_dir, 'sample_' + split))))
 
 

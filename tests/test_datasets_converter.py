@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from datasets import image_files
 from datasets import pascalvoc_to_tfrecords as converter
 from datasets import voc_common
 import datasets_fixtures as support
@@ -318,10 +319,26 @@ def test_only_8bit_three_component_jpegs_keep_their_bytes():
   """
   _, encoded = cv2.imencode('.jpg', support.random_image(1))
   data = bytearray(encoded.tobytes())
-  assert converter._keepable_format(bytes(data)) == 'jpeg'
+  assert image_files.keepable_format(bytes(data)) == 'jpeg'
   frame = data.index(b'\xff\xc0')
   assert data[frame + 9] == 3  # Components.
   for offset, value in ((9, 4), (4, 12)):  # CMYK; 12-bit samples.
     patched = bytearray(data)
     patched[frame + offset] = value
-    assert converter._keepable_format(bytes(patched)) is None
+    assert image_files.keepable_format(bytes(patched)) is None
+
+
+def test_plan_step_counts_and_skips_without_writing(tmp_path):
+  voc = _bad_tree(tmp_path, 'malformed_xml')
+  plan = converter.plan_conversion(str(voc), split='all', class_names=CLASSES,
+                                   skip_bad=True)
+  assert [image.image_id for image in plan.images] == ['img00', 'img02']
+  assert [image.image_path for image in plan.images] == [
+      str(voc / 'JPEGImages' / name) for name in ('img00.jpg', 'img02.jpg')]
+  assert [obj.name for image in plan.images for obj in image.objects] == [
+      'cat', 'cat']
+  assert plan.class_names == CLASSES
+  assert [kind for kind, _ in plan.warnings] == ['malformed_xml']
+  assert not (tmp_path / 'out').exists()
+  with pytest.raises(converter.ConversionError, match='img01.xml: malformed'):
+    converter.plan_conversion(str(voc), split='all', class_names=CLASSES)

@@ -1,0 +1,530 @@
+"""What every converter shares: the plan step and the write step.
+
+A converter (`pascalvoc_to_tfrecords`, `coco_to_tfrecords`) reads its
+annotation format into `SourceImage`s and calls
+
+  plan = make_plan(images, warnings, class_names, skip_bad=..., ...)
+  metadata = write_dataset(plan, output_dir, output_name, ...)
+
+The plan step checks the class names and fixes the order: what will be
+written, how many objects of which class, which inputs were skipped and why.
+The write step reads and encodes the images in threads, writes the shards,
+`<output_name>.json` (schema in `dataset_utils`) and `labels.txt`.  It
+writes into a hidden staging folder inside `output_dir` and swaps the result
+in only when it is complete, so a failed run never removes the previous
+dataset of the same name.  Box convention: `datasets.voc_common`.
+"""
+import collections
+import concurrent.futures
+import os
+import random
+import re
+import shutil
+import sys
+import tempfile
+
+from absl import flags
+from absl import logging
+import numpy as np
+import tensorflow as tf
+import tqdm
+
+from datasets import dataset_utils
+from datasets import image_files
+from datasets import voc_common
+
+# Everything a converter counts, with the summary's description.  The kinds
+# from 'missing_annotation' on are errors unless `skip_bad` turns them into
+# skipped images.
+WARNING_KINDS = collections.OrderedDict([
+    ('size_mismatch', 'annotated size differs from the image (image used)'),
+    ('box_clipped', 'box outside the image, clipped'),
+    ('box_dropped', 'zero-area or inverted box, dropped'),
+    ('empty_image', 'image without boxes (kept only with keep_empty)'),
+    ('missing_annotation', 'split lists an id without XML, skipped'),
+    ('malformed_xml', 'malformed annotation, skipped'),
+    ('malformed_annotation', 'malformed COCO annotation, skipped'),
+    ('unknown_class', 'image with a class not in the label list, skipped'),
+    ('missing_image', 'annotation without image file, skipped'),
+    ('corrupt_image', 'unreadable or corrupt image, skipped'),
+])
+# Staging folders of an unfinished run: `.<output_name>.incomplete-XXXX`.
+_STAGING_INFIX = '.incomplete-'
+
+
+class ConversionError(ValueError):
+  """Input that cannot be converted; the message names the file."""
+
+
+class SkippableError(ConversionError):
+  """A per-image problem that `skip_bad` turns into a counted skip."""
+
+  def __init__(self, kind, message):
+    super().__init__(message)
+    self.kind = kind
+
+
+# One image to convert.  `source` names it in messages (e.g. the XML path);
+# `image_path` is its file; `size` the annotated (height, width, depth) or
+# None; `objects` `voc_common.VocObject`s with raw pixel boxes.
+SourceImage = collections.namedtuple(
+    'SourceImage', ['image_id', 'source', 'image_path', 'size', 'objects'])
+
+# The plan step's result: the images to write in record order, the class
+# names (ids 1..N), warnings so far as (kind, message), and the objects per
+# class name of the images skipped for unknown classes.
+ConversionPlan = collections.namedtuple(
+    'ConversionPlan', ['images', 'class_names', 'warnings', 'unknown_classes'])
+
+# What a worker produced for one image: a serialized example or None
+# (skipped), the (kind, message) warnings, and bookkeeping for the summary.
+_Result = collections.namedtuple(
+    '_Result', ['serialized', 'warnings', 'label_texts', 'difficult',
+                'reencoded', 'downscaled'])
+
+
+def read_class_list(path):
+  """Reads a class-list file: one class name per line, blank lines ignored."""
+  try:
+    with open(path) as class_file:
+      names = [line.strip() for line in class_file if line.strip()]
+  except OSError as error:
+    raise ConversionError('cannot read class list %s (%s)' %
+                          (path, error)) from None
+  duplicates = sorted({name for name in names if names.count(name) > 1})
+  if not names or duplicates or voc_common.BACKGROUND_NAME in names:
+    raise ConversionError(
+        '%s: need distinct class names other than %r, one per line '
+        '(duplicates: %s)' % (path, voc_common.BACKGROUND_NAME,
+                              ', '.join(duplicates) or 'none'))
+  return tuple(names)
+
+
+def _unknown_classes(images, class_names):
+  """{unknown name: {source: None}} in first-seen order."""
+  known = set(class_names)
+  unknown = collections.OrderedDict()
+  for image in images:
+    for obj in image.objects:
+      if obj.name not in known:
+        # Dicts as ordered sets: the first file is named in the error.
+        unknown.setdefault(obj.name, {})[image.source] = None
+  return unknown
+
+
+def make_plan(images, warnings, class_names, skip_bad=False, shuffle=False,
+              seed=0):
+  """The plan step: checks the classes and fixes the record order.
+
+  Args:
+    images: `SourceImage`s, in the order to write them (unless `shuffle`).
+    warnings: (kind, message) pairs of the reading so far.
+    class_names: object class names, ids 1..N in this order.
+    skip_bad: skip (and count) images holding a class not in `class_names`
+      instead of raising.
+    shuffle: shuffle the record order with `seed`.
+    seed: shuffle seed.
+
+  Returns:
+    A `ConversionPlan`.
+
+  Raises:
+    ConversionError: an unknown class (without `skip_bad`): names the first
+      file, the class, and the known classes.
+  """
+  warnings = list(warnings)
+  unknown = _unknown_classes(images, class_names)
+  if unknown and not skip_bad:
+    name, sources = next(iter(unknown.items()))
+    raise ConversionError(
+        '%s: unknown class %r (in %d file(s); %d unknown name(s) in all: '
+        '%s).  Known classes: %s.  Pass --labels, --discover_labels, or '
+        '--skip_bad to skip those images.' %
+        (next(iter(sources)), name, len(sources), len(unknown),
+         ', '.join(unknown), ', '.join(class_names)))
+  known = set(class_names)
+  kept, unknown_objects = [], collections.Counter()
+  for image in images:
+    names = [obj.name for obj in image.objects if obj.name not in known]
+    if names:
+      unknown_objects.update(names)
+      warnings.append(('unknown_class', '%s: unknown class(es) %s, image '
+                       'skipped' % (image.source, ', '.join(sorted(set(
+                           names))))))
+    else:
+      kept.append(image)
+  if shuffle:
+    random.Random(seed).shuffle(kept)
+  return ConversionPlan(kept, tuple(class_names), warnings,
+                        dict(unknown_objects))
+
+
+def clip_and_normalize_boxes(image, height, width):
+  """Clips the boxes to the image and normalises them.
+
+  Args:
+    image: a `SourceImage`.
+    height: actual image height.
+    width: actual image width.
+
+  Returns:
+    (kept, warnings): kept is a list of (VocObject, normalised box) pairs;
+    warnings a list of (kind, message).
+  """
+  kept, warnings = [], []
+  for index, obj in enumerate(image.objects):
+    where = '%s (object %d, %s)' % (image.source, index, obj.name)
+    raw = (obj.xmin, obj.ymin, obj.xmax, obj.ymax)
+    clipped = tuple(float(np.clip(value, 0, limit))
+                    for value, limit in zip(raw, (width, height) * 2))
+    if clipped != raw:
+      warnings.append(('box_clipped', '%s: box %s clipped to %s' %
+                       (where, raw, clipped)))
+    xmin, ymin, xmax, ymax = clipped
+    if xmax <= xmin or ymax <= ymin:
+      warnings.append(('box_dropped', '%s: zero-area or inverted box %s '
+                       'dropped' % (where, raw)))
+      continue
+    kept.append((obj, voc_common.normalize_box(xmin, ymin, xmax, ymax,
+                                               height, width)))
+  return kept, warnings
+
+
+def _convert_one(image, class_ids, keep_empty, max_image_side):
+  """Builds the record of one image (runs in a worker thread)."""
+  if not os.path.isfile(image.image_path):
+    raise SkippableError('missing_image', '%s: image %s not found' %
+                         (image.source, image.image_path))
+  try:
+    stored = image_files.read_for_record(image.image_path, max_image_side)
+  except image_files.ImageFileError as error:
+    raise SkippableError('corrupt_image', str(error)) from None
+  # Boxes refer to the file's pixels; normalised, they fit the stored ones.
+  height, width = stored.source_shape[:2]
+  warnings = []
+  if image.size is not None and image.size[:2] != (height, width):
+    warnings.append(('size_mismatch', '%s: annotated size %dx%d, image %dx%d '
+                     '(image used)' % (image.source, image.size[1],
+                                       image.size[0], width, height)))
+  kept, box_warnings = clip_and_normalize_boxes(image, height, width)
+  warnings += box_warnings
+  if not kept:
+    warnings.append(('empty_image', '%s: no boxes left, image %s' % (
+        image.source, 'kept' if keep_empty else 'skipped')))
+    if not keep_empty:
+      return _Result(None, warnings, [], 0, False, False)
+  objects = [obj for obj, _ in kept]
+  example = dataset_utils.make_example(
+      stored.encoded, stored.format, stored.shape,
+      filename=os.path.basename(image.image_path),
+      boxes=[box for _, box in kept],
+      labels=[class_ids[obj.name] for obj in objects],
+      label_texts=[obj.name for obj in objects],
+      difficult=[obj.difficult for obj in objects],
+      truncated=[obj.truncated for obj in objects])
+  return _Result(example.SerializeToString(), warnings,
+                 [obj.name for obj in objects],
+                 sum(obj.difficult for obj in objects), stored.reencoded,
+                 stored.downscaled)
+
+
+def _check_labels_file(output_dir, labels_to_names):
+  """Refuses an existing labels.txt that lists different classes."""
+  path = os.path.join(output_dir, dataset_utils.LABELS_FILENAME)
+  if os.path.exists(path):
+    existing = dataset_utils.read_label_file(path)
+    if existing != labels_to_names:
+      raise ConversionError(
+          '%s already lists other classes (%s); convert into another '
+          '--output_dir' % (path, ', '.join(list(existing.values())[1:])))
+
+
+class _ShardWriter(object):
+  """Writes records into `<name>_000.tfrecord`, ... of `per_file` records."""
+
+  def __init__(self, output_dir, name, per_file):
+    self._output_dir, self._name, self._per_file = output_dir, name, per_file
+    self._writer = None
+    self.files = []
+    self.num_written = 0
+
+  def write(self, serialized):
+    if self.num_written == len(self.files) * self._per_file:
+      self.close()
+      self.files.append('%s_%03d.tfrecord' % (self._name, len(self.files)))
+      self._writer = tf.io.TFRecordWriter(
+          os.path.join(self._output_dir, self.files[-1]))
+    self._writer.write(serialized)
+    self.num_written += 1
+
+  def close(self):
+    if self._writer is not None:
+      self._writer.close()
+      self._writer = None
+
+
+def _old_output(output_dir, output_name):
+  """Names of the shards and metadata of an earlier run with this name."""
+  shard = re.compile(re.escape(output_name) + r'_\d{3,}\.tfrecord$')
+  return [name for name in sorted(os.listdir(output_dir))
+          if shard.match(name) or name == output_name + '.json']
+
+
+def _remove_stale_staging(output_dir, output_name):
+  """Deletes staging folders left by killed runs of the same name."""
+  prefix = '.' + output_name + _STAGING_INFIX
+  for name in os.listdir(output_dir):
+    if name.startswith(prefix):
+      logging.warning('removing %s, left by an unfinished conversion',
+                      os.path.join(output_dir, name))
+      shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
+
+
+def _swap_in(staging_dir, output_dir, output_name, new_names):
+  """Replaces the old output of `output_name` with the staged files.
+
+  The old files are first moved aside into another staging folder, the new
+  ones moved in (metadata last), then the old ones deleted; if a move fails,
+  the old files are put back.
+  """
+  old_names = _old_output(output_dir, output_name)
+  backup_dir = tempfile.mkdtemp(prefix='.' + output_name + _STAGING_INFIX,
+                                dir=output_dir)
+  moved_in = []
+  try:
+    for name in old_names:
+      os.replace(os.path.join(output_dir, name), os.path.join(backup_dir, name))
+    for name in new_names:
+      os.replace(os.path.join(staging_dir, name), os.path.join(output_dir, name))
+      moved_in.append(name)
+  except OSError:
+    for name in moved_in:
+      os.remove(os.path.join(output_dir, name))
+    for name in os.listdir(backup_dir):
+      os.replace(os.path.join(backup_dir, name), os.path.join(output_dir, name))
+    raise
+  finally:
+    shutil.rmtree(backup_dir, ignore_errors=True)
+
+
+def _write_records(plan, staging_dir, output_name, samples_per_file,
+                   num_threads, skip_bad, keep_empty, max_image_side,
+                   progress):
+  """Encodes the plan's images into shards; returns (shards, tallies)."""
+  labels_to_names = voc_common.labels_to_names(plan.class_names)
+  class_ids = {name: label for label, name in labels_to_names.items()}
+  shards = _ShardWriter(staging_dir, output_name, samples_per_file)
+  tallies = {'warnings': [], 'objects': collections.Counter(),
+             'images': collections.Counter(), 'difficult': 0, 'reencoded': 0,
+             'downscaled': 0}
+
+  def convert_or_skip(image):
+    try:
+      return _convert_one(image, class_ids, keep_empty, max_image_side)
+    except SkippableError as error:
+      if not skip_bad:
+        raise
+      return _Result(None, [(error.kind, str(error))], [], 0, False, False)
+
+  bar = tqdm.tqdm(total=len(plan.images), unit='img', disable=not progress,
+                  desc=output_name, file=sys.stderr)
+  try:
+    with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
+      # Chunks bound the encoded images held in memory at once.
+      chunk = 32 * num_threads
+      for start in range(0, len(plan.images), chunk):
+        for result in pool.map(convert_or_skip,
+                               plan.images[start:start + chunk]):
+          bar.update()
+          tallies['warnings'] += result.warnings
+          if result.serialized is None:
+            continue
+          shards.write(result.serialized)
+          tallies['images'].update(set(result.label_texts))
+          tallies['objects'].update(result.label_texts)
+          tallies['difficult'] += result.difficult
+          tallies['reencoded'] += result.reencoded
+          tallies['downscaled'] += result.downscaled
+  finally:
+    bar.close()
+    shards.close()
+  return shards, tallies
+
+
+def _metadata(plan, output_name, shards, tallies, source):
+  """The metadata dict (schema in `dataset_utils`)."""
+  labels_to_names = voc_common.labels_to_names(plan.class_names)
+  warnings = plan.warnings + tallies['warnings']
+  warning_counts = collections.Counter(kind for kind, _ in warnings)
+  objects, images = tallies['objects'], tallies['images']
+  metadata = dict(source)
+  metadata.update({
+      'format_version': dataset_utils.METADATA_VERSION,
+      'name': output_name,
+      'files': shards.files,
+      'num_samples': shards.num_written,
+      'num_objects': sum(objects.values()),
+      'num_classes': len(labels_to_names),
+      'labels': [labels_to_names[label] for label in sorted(labels_to_names)],
+      'objects_per_class': {name: objects[name] for name in plan.class_names},
+      'images_per_class': {name: images[name] for name in plan.class_names},
+      'difficult_objects': tallies['difficult'],
+      'num_reencoded': tallies['reencoded'],
+      'num_downscaled': tallies['downscaled'],
+      'unknown_classes': plan.unknown_classes,
+      'num_warnings': len(warnings),
+      'warnings': {kind: warning_counts[kind] for kind in WARNING_KINDS
+                   if warning_counts[kind]},
+  })
+  return metadata, warnings
+
+
+def _prepare_output_dir(output_dir):
+  try:
+    os.makedirs(output_dir, exist_ok=True)
+  except OSError as error:
+    raise ConversionError('cannot create output_dir %s (%s)' %
+                          (output_dir, error.strerror or error)) from None
+
+
+def write_dataset(plan, output_dir, output_name, source, samples_per_file=200,
+                  num_threads=2, skip_bad=False, keep_empty=False,
+                  allow_empty=False, max_image_side=None, progress=False):
+  """The write step: encodes the plan's images and swaps the dataset in.
+
+  Args:
+    plan: a `ConversionPlan`.
+    output_dir: where shards, metadata and labels.txt go (created).
+    output_name: shard prefix.
+    source: dict of metadata keys saying where the data came from (e.g.
+      'split', 'source_dir').
+    samples_per_file: records per shard.
+    num_threads: threads reading and encoding images.
+    skip_bad: skip (and count) missing or corrupt images instead of raising.
+    keep_empty: keep images left without boxes (counted either way).
+    allow_empty: write a dataset of 0 images instead of raising.
+    max_image_side: store images whose longer side is larger downscaled to
+      it; None keeps every size.
+    progress: show a progress bar on stderr.
+
+  Returns:
+    The metadata dict written to `<output_dir>/<output_name>.json`.
+
+  Raises:
+    ConversionError: bad input; the message names the file and says that
+      an earlier dataset of the same name was left unchanged.
+  """
+  if samples_per_file < 1 or num_threads < 1:
+    raise ConversionError('samples_per_file and num_threads must be >= 1')
+  if not re.match(r'^[\w.-]+$', output_name or ''):
+    raise ConversionError('output_name %r: use letters, digits, _ . -' %
+                          output_name)
+  labels_to_names = voc_common.labels_to_names(plan.class_names)
+  _prepare_output_dir(output_dir)
+  _check_labels_file(output_dir, labels_to_names)
+  _remove_stale_staging(output_dir, output_name)
+  if os.path.exists(dataset_utils.metadata_path(output_dir, output_name)):
+    kept_note = ('the previous dataset %s in %s was left unchanged' %
+                 (output_name, output_dir))
+  else:
+    kept_note = 'nothing was written'
+  staging_dir = tempfile.mkdtemp(prefix='.' + output_name + _STAGING_INFIX,
+                                 dir=output_dir)
+  try:
+    if not plan.images and not allow_empty:
+      skipped = collections.Counter(kind for kind, _ in plan.warnings)
+      raise ConversionError('no images to convert (skipped: %s); pass '
+                            '--allow_empty to write an empty dataset' % (
+                                ', '.join('%s: %d' % item for item in
+                                          sorted(skipped.items()))
+                                or 'none'))
+    shards, tallies = _write_records(
+        plan, staging_dir, output_name, samples_per_file, num_threads,
+        skip_bad, keep_empty, max_image_side, progress)
+    metadata, warnings = _metadata(plan, output_name, shards, tallies, source)
+    for kind, message in warnings:
+      logging.warning('%s: %s', kind, message)
+    if not shards.num_written and not allow_empty:
+      raise ConversionError(
+          'all %d images were skipped (%s); pass --allow_empty to write an '
+          'empty dataset' % (len(plan.images), ', '.join(
+              '%s: %d' % item for item in metadata['warnings'].items())))
+    dataset_utils.write_metadata(metadata, staging_dir)
+    dataset_utils.write_label_file(labels_to_names, staging_dir)
+    _swap_in(staging_dir, output_dir, output_name,
+             shards.files + [output_name + '.json'])
+    os.replace(os.path.join(staging_dir, dataset_utils.LABELS_FILENAME),
+               os.path.join(output_dir, dataset_utils.LABELS_FILENAME))
+  except ConversionError as error:
+    raise ConversionError('%s (%s)' % (error, kept_note)) from None
+  except OSError as error:
+    raise ConversionError('writing %s in %s failed: %s (%s)' % (
+        output_name, output_dir, error, kept_note)) from None
+  finally:
+    shutil.rmtree(staging_dir, ignore_errors=True)
+  return metadata
+
+
+def format_summary(metadata):
+  """Human-readable summary of a conversion's metadata dict."""
+  lines = ['Wrote %d images, %d objects, in %d file(s) %s_*.tfrecord' % (
+      metadata['num_samples'], metadata['num_objects'],
+      len(metadata['files']), metadata['name'])]
+  width = max(len(name) for name in metadata['labels'])
+  lines.append('  %-*s %8s %8s' % (width, 'class', 'objects', 'images'))
+  for name in metadata['labels'][1:]:
+    lines.append('  %-*s %8d %8d' % (width, name,
+                                     metadata['objects_per_class'][name],
+                                     metadata['images_per_class'][name]))
+  lines.append('Re-encoded images: %d' % metadata['num_reencoded'])
+  if metadata.get('num_downscaled'):
+    lines.append('Downscaled images: %d' % metadata['num_downscaled'])
+  lines.append('Warnings: %d' % metadata['num_warnings'])
+  for kind, count in metadata['warnings'].items():
+    lines.append('  %-20s %6d  %s' % (kind, count, WARNING_KINDS[kind]))
+  unknown = metadata.get('unknown_classes') or {}
+  if unknown:
+    lines.append('Skipped unknown classes (objects): %s' % ', '.join(
+        '%s: %d' % (name, unknown[name]) for name in sorted(unknown)))
+  return '\n'.join(lines)
+
+
+def define_write_flags(flag_values=flags.FLAGS):
+  """Defines the flags of the write step, shared by the converter scripts."""
+  flags.DEFINE_string('output_dir', 'tfrecords/', 'Where shards, '
+                      '<output_name>.json and labels.txt are written.',
+                      flag_values=flag_values)
+  flags.DEFINE_string('output_name', None, 'Shard prefix, e.g. '
+                      'commodity_train. The factory finds split S by a name '
+                      'ending in _S.', flag_values=flag_values)
+  flags.DEFINE_integer('samples_per_file', 200, 'Records per shard.',
+                       lower_bound=1, flag_values=flag_values)
+  flags.DEFINE_integer('num_threads', 2, 'Threads reading and encoding '
+                       'images.', lower_bound=1, flag_values=flag_values)
+  flags.DEFINE_boolean('keep_empty', False, 'Keep images that have no valid '
+                       'box (they are skipped and counted by default).',
+                       flag_values=flag_values)
+  flags.DEFINE_boolean('allow_empty', False, 'Write a dataset even when no '
+                       'image is left (by default that is an error).',
+                       flag_values=flag_values)
+  flags.DEFINE_integer('max_image_side', None, 'Store images whose longer '
+                       'side is larger downscaled to this many pixels (boxes '
+                       'stay exact: they are normalised). Default: original '
+                       'size.', lower_bound=1, flag_values=flag_values)
+  flags.DEFINE_boolean('progress', True, 'Show a progress bar (only when '
+                       'stdout is a terminal; --noprogress: never).',
+                       flag_values=flag_values)
+
+
+def read_write_flags(flag_values=flags.FLAGS):
+  """The `define_write_flags` values as keyword arguments of `convert`."""
+  return {
+      'output_dir': flag_values.output_dir,
+      'output_name': flag_values.output_name,
+      'samples_per_file': flag_values.samples_per_file,
+      'num_threads': flag_values.num_threads,
+      'keep_empty': flag_values.keep_empty,
+      'allow_empty': flag_values.allow_empty,
+      'max_image_side': flag_values.max_image_side,
+      'progress': flag_values.progress and sys.stdout.isatty(),
+  }
