@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from datasets import dataset_factory
 from datasets import image_files
 from datasets import pascalvoc_to_tfrecords as converter
 from datasets import voc_common
@@ -342,3 +343,115 @@ def test_plan_step_counts_and_skips_without_writing(tmp_path):
   assert not (tmp_path / 'out').exists()
   with pytest.raises(converter.ConversionError, match='img01.xml: malformed'):
     converter.plan_conversion(str(voc), split='all', class_names=CLASSES)
+
+
+def _run_cli(*args):
+  command = [sys.executable, '-m', 'datasets.pascalvoc_to_tfrecords'] + list(
+      args)
+  return subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True,
+                        text=True, check=False, timeout=120)
+
+
+def _file_bytes(folder):
+  return {path.name: path.read_bytes() for path in sorted(folder.iterdir())
+          if path.is_file()}
+
+
+def test_failed_reconversion_keeps_the_previous_dataset(tmp_path):
+  """Issue 16.1: a re-run that stops on a bad image deletes nothing."""
+  voc, out = tmp_path / 'voc', tmp_path / 'out'
+  support.make_voc(voc, 5)
+  (tmp_path / 'classes.txt').write_text('cat\ndog\n')
+  convert(voc, out, samples_per_file=2)
+  before = _file_bytes(out)
+  assert sorted(before) == ['labels.txt', 'pets_train.json'] + [
+      'pets_train_%03d.tfrecord' % i for i in range(3)]
+  (voc / 'JPEGImages' / 'img03.jpg').write_bytes(b'\xff\xd8 broken')
+  done = _run_cli('--dataset_dir=%s' % voc, '--output_dir=%s' % out,
+                  '--output_name=pets_train', '--samples_per_file=1',
+                  '--labels=%s' % (tmp_path / 'classes.txt'))
+  assert done.returncode == 1
+  error, = [line for line in done.stderr.splitlines()
+            if line.startswith('error:')]
+  assert 'img03.jpg' in error
+  assert 'the previous dataset pets_train in %s was left unchanged' % out in (
+      error)
+  assert 'Traceback' not in done.stderr
+  assert _file_bytes(out) == before
+  assert sorted(os.listdir(out)) == sorted(before)  # No staging folder left.
+
+
+def test_reconversion_replaces_old_shards_and_stale_staging(tmp_path):
+  voc, out = tmp_path / 'voc', tmp_path / 'out'
+  support.make_voc(voc, 5)
+  convert(voc, out, samples_per_file=2)
+  # A run killed while writing leaves its staging folder behind.
+  (out / '.pets_train.incomplete-killed').mkdir()
+  (out / '.pets_train.incomplete-killed' / 'pets_train_000.tfrecord'
+   ).write_bytes(b'partial')
+  metadata = convert(voc, out, samples_per_file=5)
+  assert sorted(os.listdir(out)) == ['labels.txt', 'pets_train.json',
+                                     'pets_train_000.tfrecord']
+  assert len(support.read_examples(out, metadata)) == 5
+
+
+def test_zero_images_fail_unless_allowed_and_factory_refuses(tmp_path):
+  """Issue 16.8: no annotations -> an error, not an empty dataset."""
+  voc, out = tmp_path / 'voc', tmp_path / 'out'
+  (voc / 'Annotations').mkdir(parents=True)
+  with pytest.raises(converter.ConversionError,
+                     match=r'no images to convert .*--allow_empty.*nothing '
+                     'was written'):
+    convert(voc, out)
+  assert not list(out.glob('pets_*'))
+  support.make_voc(voc, 1)
+  (voc / 'JPEGImages' / 'img00.jpg').write_bytes(b'garbage')
+  with pytest.raises(converter.ConversionError,
+                     match='all 1 images were skipped .corrupt_image: 1.'):
+    convert(voc, out, skip_bad=True)
+  metadata = convert(voc, out, skip_bad=True, allow_empty=True)
+  assert metadata['num_samples'] == 0 and metadata['files'] == []
+  with pytest.raises(ValueError, match=r"split 'train' of 'voc' in .* has 0 "
+                     r'samples \(.*pets_train.json\)'):
+    dataset_factory.get_dataset('voc', 'train', str(out))
+
+
+def test_output_under_a_regular_file_is_a_one_line_error(tmp_path):
+  """Issue 16.10: NotADirectoryError becomes the tool's `error:` line."""
+  voc = tmp_path / 'voc'
+  support.make_voc(voc, 1)
+  (tmp_path / 'a_file').write_text('x')
+  done = _run_cli('--dataset_dir=%s' % voc, '--discover_labels',
+                  '--output_dir=%s' % (tmp_path / 'a_file' / 'out'),
+                  '--output_name=pets_train')
+  assert done.returncode == 1
+  assert done.stderr.strip().splitlines()[-1] == (
+      'error: cannot create output_dir %s (Not a directory)' %
+      (tmp_path / 'a_file' / 'out'))
+  assert 'Traceback' not in done.stderr
+
+
+def test_skip_bad_skips_unknown_classes_and_names_them(tmp_path):
+  """Issue 16.12 / 15.9: --skip_bad skips images of unknown classes."""
+  voc, out = tmp_path / 'voc', tmp_path / 'out'
+  support.make_voc(voc, 4)
+  support.write_xml(voc, 'img01', [('cow', 1, 1, 5, 5, 0, 0),
+                                   ('cat', 2, 2, 9, 9, 0, 0)])
+  support.write_xml(voc, 'img02', [('cow', 1, 1, 5, 5, 0, 0),
+                                   ('horse', 2, 2, 6, 6, 0, 0)])
+  (tmp_path / 'classes.txt').write_text('cat\ndog\n')
+  args = ['--dataset_dir=%s' % voc, '--output_dir=%s' % out,
+          '--output_name=pets_train', '--labels=%s' % (tmp_path /
+                                                        'classes.txt')]
+  done = _run_cli(*args + ['--skip_bad'])
+  assert done.returncode == 0, done.stderr
+  assert 'Wrote 2 images, 2 objects' in done.stdout
+  assert re.search(r'^ +unknown_class +2 ', done.stdout, re.M)
+  assert 'Skipped unknown classes (objects): cow: 2, horse: 1' in done.stdout
+  with open(out / 'pets_train.json') as f:
+    metadata = json.load(f)
+  assert metadata['unknown_classes'] == {'cow': 2, 'horse': 1}
+  assert metadata['warnings'] == {'unknown_class': 2}
+  with pytest.raises(converter.ConversionError,
+                     match=r"img01.xml: unknown class 'cow' \(in 2 file"):
+    convert(voc, tmp_path / 'out2')
