@@ -1,15 +1,16 @@
-"""Box formulas shared by training, evaluation, export and the NumPy demo.
+"""SSD's box coding: ground-truth boxes encoded against anchors, and back.
 
-Every function here works on NumPy arrays and on TensorFlow tensors alike
-(the result is a tensor as soon as one argument is), so the encoding that
-training learns and the decoding that evaluation, export and the demo apply
-come from one definition.
+The encoding that training learns and the decoding that evaluation, export
+and the demo apply come from this one definition.  Every function works on
+NumPy arrays and on TensorFlow tensors alike (the result is a tensor as soon
+as one argument is).  Box geometry (IoU, areas, clipping) is in
+`utils.box_ops`.
 
 Conventions:
   * boxes: (ymin, xmin, ymax, xmax) in the last axis, normalised to [0, 1]
     by the image height and width.
   * anchors: a tuple (cy, cx, h, w) of arrays that broadcast together, e.g.
-    one layer of `SSDNet.anchors()`: cy, cx of shape [H, W, 1] and h, w of
+    one layer of `SSDNet.anchors()` (see `anchor_generator`): cy, cx of shape [H, W, 1] and h, w of
     shape [A], which broadcast to [H, W, A].
   * encoded localisations: (cx, cy, w, h) in the last axis, the order of
     SSD-Caffe and SSD-Tensorflow, so that their checkpoints' `conv_loc`
@@ -25,14 +26,9 @@ import numpy as np
 import tensorflow as tf
 
 # The few element-wise functions whose NumPy and TensorFlow spellings differ.
-_ArrayOps = collections.namedtuple(
-    '_ArrayOps', ['log', 'exp', 'stack', 'maximum', 'minimum'])
-_NUMPY_OPS = _ArrayOps(np.log, np.exp, np.stack, np.maximum, np.minimum)
-_TENSORFLOW_OPS = _ArrayOps(tf.math.log, tf.math.exp, tf.stack, tf.maximum,
-                            tf.minimum)
-
-# Keeps the IoU of two empty boxes at 0 instead of 0 / 0.
-_MIN_UNION_AREA = 1e-12
+_ArrayOps = collections.namedtuple('_ArrayOps', ['log', 'exp', 'stack'])
+_NUMPY_OPS = _ArrayOps(np.log, np.exp, np.stack)
+_TENSORFLOW_OPS = _ArrayOps(tf.math.log, tf.math.exp, tf.stack)
 
 
 def _array_ops(*values):
@@ -47,12 +43,6 @@ def center_to_corners(cy, cx, h, w):
   ops = _array_ops(cy, cx, h, w)
   return ops.stack([cy - h / 2., cx - w / 2., cy + h / 2., cx + w / 2.],
                    axis=-1)
-
-
-def anchor_corners(anchors):
-  """The anchors (cy, cx, h, w) as boxes (ymin, xmin, ymax, xmax)."""
-  anchor_cy, anchor_cx, anchor_h, anchor_w = anchors
-  return center_to_corners(anchor_cy, anchor_cx, anchor_h, anchor_w)
 
 
 def encode(boxes, anchors, prior_scaling):
@@ -89,28 +79,24 @@ def decode(localisations, anchors, prior_scaling):
 
 
 def iou(boxes_a, boxes_b):
-  """Intersection over union of boxes whose leading dimensions broadcast."""
-  ops = _array_ops(boxes_a, boxes_b)
-  inter_h = ops.maximum(
-      ops.minimum(boxes_a[..., 2], boxes_b[..., 2]) -
-      ops.maximum(boxes_a[..., 0], boxes_b[..., 0]), 0.)
-  inter_w = ops.maximum(
-      ops.minimum(boxes_a[..., 3], boxes_b[..., 3]) -
-      ops.maximum(boxes_a[..., 1], boxes_b[..., 1]), 0.)
+  """DEPRECATED, NumPy only: kept until utils/voc_eval.py has its own NumPy
+  IoU (the TensorFlow one is `utils.box_ops.iou`)."""
+  inter_h = np.maximum(
+      np.minimum(boxes_a[..., 2], boxes_b[..., 2]) -
+      np.maximum(boxes_a[..., 0], boxes_b[..., 0]), 0.)
+  inter_w = np.maximum(
+      np.minimum(boxes_a[..., 3], boxes_b[..., 3]) -
+      np.maximum(boxes_a[..., 1], boxes_b[..., 1]), 0.)
   intersection = inter_h * inter_w
-  union = area(boxes_a) + area(boxes_b) - intersection
-  return intersection / ops.maximum(union, _MIN_UNION_AREA)
-
-
-def area(boxes):
-  """Areas of [..., 4] boxes (ymin, xmin, ymax, xmax)."""
-  return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+  union = ((boxes_a[..., 2] - boxes_a[..., 0]) *
+           (boxes_a[..., 3] - boxes_a[..., 1]) +
+           (boxes_b[..., 2] - boxes_b[..., 0]) *
+           (boxes_b[..., 3] - boxes_b[..., 1]) - intersection)
+  return intersection / np.maximum(union, 1e-12)
 
 
 def clip(boxes, window):
-  """Clips every coordinate of [..., 4] boxes into window (ymin, xmin, ymax,
-  xmax); a box entirely outside the window becomes empty (zero area)."""
-  ops = _array_ops(boxes)
-  lower = [window[0], window[1], window[0], window[1]]
-  upper = [window[2], window[3], window[2], window[3]]
-  return ops.minimum(ops.maximum(boxes, lower), upper)
+  """DEPRECATED alias of `utils.box_ops.clip`, until utils/detection.py
+  calls it."""
+  from utils import box_ops  # pylint: disable=g-import-not-at-top
+  return box_ops.clip(boxes, window)

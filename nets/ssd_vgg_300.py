@@ -11,6 +11,10 @@ names, see `SSDNet.vgg_16_variables`), `conv6`, `conv7`, `block8/conv1x1`,
 Feature layers for a 300x300 input:
   block4 (conv4_3) 38x38, block7 (conv7) 19x19, block8 10x10, block9 5x5,
   block10 3x3, block11 1x1.
+
+`SSDNet` only wires the SSD concepts, each in its own module:
+`anchor_generator`, `box_coder`, `matcher`, `target_assigner`, `losses`,
+`post_processing`.  It never changes its parameters.
 """
 import collections
 
@@ -19,14 +23,16 @@ import tensorflow as tf
 from utils import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
 import tf_slim as slim
 
+from nets import anchor_generator
 from nets import custom_layers
-from nets import ssd_common
+from nets import losses as ssd_losses
+from nets import post_processing
+from nets import target_assigner
 
 SSDParams = collections.namedtuple('SSDParams', [
     'img_shape',        # (height, width) of the input, in pixels.
     'num_classes',      # Classes including background (label 0).
     'feat_layers',      # End points that get a prediction head.
-    'feat_shapes',      # (H, W) of each feature layer.
     'anchor_sizes',     # (s_k, s_k+1) in pixels, per feature layer.
     'anchor_ratios',    # Aspect ratios besides the two squares, per layer.
     'anchor_steps',     # Pixels between anchor centres, per layer.
@@ -53,36 +59,49 @@ _EXTRA_BLOCKS = (('block8', 256, 512, 2),
 class SSDNet(object):
   """SSD300 with a VGG16 backbone: network, anchors, encoding, losses, NMS.
 
-  Build it with custom parameters as
-  `SSDNet(SSDNet.default_params._replace(num_classes=K))`.
+  Build it with `nets_factory.build_ssd_net('ssd_300_vgg', num_classes=K)`.
   """
   default_params = SSDParams(
       img_shape=(300, 300),
       num_classes=21,
-      feat_layers=['block4', 'block7', 'block8', 'block9', 'block10',
-                   'block11'],
-      feat_shapes=[(38, 38), (19, 19), (10, 10), (5, 5), (3, 3), (1, 1)],
-      anchor_sizes=[(21., 45.), (45., 99.), (99., 153.), (153., 207.),
-                    (207., 261.), (261., 315.)],
-      anchor_ratios=[[2, .5], [2, .5, 3, 1. / 3], [2, .5, 3, 1. / 3],
-                     [2, .5, 3, 1. / 3], [2, .5], [2, .5]],
-      anchor_steps=[8, 16, 32, 64, 100, 300],
+      feat_layers=('block4', 'block7', 'block8', 'block9', 'block10',
+                   'block11'),
+      anchor_sizes=((21., 45.), (45., 99.), (99., 153.), (153., 207.),
+                    (207., 261.), (261., 315.)),
+      anchor_ratios=((2, .5), (2, .5, 3, 1. / 3), (2, .5, 3, 1. / 3),
+                     (2, .5, 3, 1. / 3), (2, .5), (2, .5)),
+      anchor_steps=(8, 16, 32, 64, 100, 300),
       anchor_offset=0.5,
-      normalizations=[20, -1, -1, -1, -1, -1],
-      prior_scaling=[0.1, 0.1, 0.2, 0.2])
+      normalizations=(20, -1, -1, -1, -1, -1),
+      prior_scaling=(0.1, 0.1, 0.2, 0.2))
 
   def __init__(self, params=None):
     self.params = params if params is not None else SSDNet.default_params
 
-  def net(self, inputs, is_training=True, update_feat_shapes=True,
-          dropout_keep_prob=0.5, reuse=None, scope='ssd_300_vgg'):
+  @classmethod
+  def make_params(cls, num_classes=None, **overrides):
+    """`default_params` with the given fields replaced; None keeps a default.
+
+    Raises:
+      ValueError: unknown field names.
+    """
+    overrides['num_classes'] = num_classes
+    unknown = sorted(set(overrides) - set(cls.default_params._fields))
+    if unknown:
+      raise ValueError('Unknown SSD parameters %s; valid: %s' % (
+          unknown, ', '.join(cls.default_params._fields)))
+    return cls.default_params._replace(
+        **{name: value for name, value in overrides.items()
+           if value is not None})
+
+  def net(self, inputs, is_training=True, dropout_keep_prob=0.5, reuse=None,
+          scope='ssd_300_vgg'):
     """Builds the network; call it inside `self.arg_scope()`.
 
     Args:
-      inputs: [B, H, W, 3] images, or [B, 3, H, W] under an NCHW arg_scope.
+      inputs: [B, H, W, 3] images, or [B, 3, H, W] under an NCHW arg_scope;
+        H and W give the feature shapes of `feat_shapes((H, W))`.
       is_training: whether dropout is active.
-      update_feat_shapes: whether to set `params.feat_shapes` to the shapes
-        of the built feature layers (when statically known).
       dropout_keep_prob: keep probability of the dropout after conv6/conv7.
       reuse: whether to reuse the variables of `scope`.
       scope: variable scope.
@@ -139,15 +158,10 @@ class SSDNet(object):
         with tf.compat.v1.variable_scope(layer + '_box'):
           layer_logits, layer_localisations = _multibox_head(
               end_points[layer], self.params.num_classes,
-              ssd_common.anchors_per_cell(ratios), normalization)
+              anchor_generator.anchors_per_cell(ratios), normalization)
         logits.append(layer_logits)
         predictions.append(tf.nn.softmax(layer_logits))
         localisations.append(layer_localisations)
-
-    if update_feat_shapes:
-      shapes = [tuple(p.shape[1:3].as_list()) for p in predictions]
-      if all(None not in shape for shape in shapes):
-        self.params = self.params._replace(feat_shapes=shapes)
     return predictions, localisations, logits, end_points
 
   def arg_scope(self, weight_decay=0.0005, data_format='NHWC'):
@@ -172,8 +186,14 @@ class SSDNet(object):
                             data_format=data_format) as scope:
           return scope
 
+  def feat_shapes(self, img_shape=None):
+    """(H, W) of each feature layer for an input of `img_shape` (height,
+    width), `params.img_shape` if None."""
+    shapes = feature_shapes(img_shape or self.params.img_shape)
+    return [shapes[layer] for layer in self.params.feat_layers]
+
   def anchors(self, img_shape=None, dtype=np.float32):
-    """Anchors of every feature layer, see `ssd_common.anchors_one_layer`.
+    """Anchors of every feature layer, see `anchor_generator.layer_anchors`.
 
     Args:
       img_shape: (height, width) of the input; `params.img_shape` if None.
@@ -184,52 +204,53 @@ class SSDNet(object):
       [H, W, 1], h and w of shape [A], normalised (8732 anchors in SSD300).
     """
     img_shape = img_shape or self.params.img_shape
-    return [ssd_common.anchors_one_layer(img_shape, feat_shape, sizes, ratios,
-                                         step, self.params.anchor_offset,
-                                         dtype)
-            for feat_shape, sizes, ratios, step in zip(
-                self.params.feat_shapes, self.params.anchor_sizes,
-                self.params.anchor_ratios, self.params.anchor_steps)]
+    return anchor_generator.all_anchors(
+        img_shape, self.feat_shapes(img_shape), self.params.anchor_sizes,
+        self.params.anchor_ratios, self.params.anchor_steps,
+        self.params.anchor_offset, dtype)
 
-  def bboxes_encode(self, labels, bboxes, anchors, scope=None,
-                    match_threshold=0.5):
-    """Ground truth of ONE image for every anchor; see
-    `ssd_common.bboxes_encode` for the matching and the outputs
-    (gclasses, glocalisations, gscores)."""
-    return ssd_common.bboxes_encode(labels, bboxes, anchors,
-                                    self.params.prior_scaling,
-                                    match_threshold=match_threshold,
-                                    scope=scope)
+  def bboxes_encode(self, labels, bboxes, anchors, match_threshold=0.5,
+                    negative_threshold=None, scope=None):
+    """Training targets of ONE image for every anchor:
+    `target_assigner.Targets(gclasses, glocalisations, gious)`, see
+    `target_assigner.assign`."""
+    return target_assigner.assign(labels, bboxes, anchors,
+                                  self.params.prior_scaling,
+                                  match_threshold=match_threshold,
+                                  negative_threshold=negative_threshold,
+                                  scope=scope)
 
   def bboxes_decode(self, localisations, anchors, scope=None):
     """Per-layer localisations [..., H, W, A, 4] to float32 boxes
     (ymin, xmin, ymax, xmax)."""
-    return ssd_common.bboxes_decode(localisations, anchors,
-                                    self.params.prior_scaling, scope=scope)
+    return post_processing.decode_layers(localisations, anchors,
+                                         self.params.prior_scaling,
+                                         scope=scope)
 
-  def detected_bboxes(self, predictions, localisations, select_threshold=0.01,
-                      nms_threshold=0.45, clipping_bbox=None, top_k=400,
-                      keep_top_k=200):
-    """Detections of a batch: [B, keep_top_k] classes and scores and
-    [B, keep_top_k, 4] boxes, zero-padded.
-
-    `localisations` must be DECODED boxes (`bboxes_decode`); see
-    `ssd_common.detected_bboxes` for the selection and output format.
-    """
-    return ssd_common.detected_bboxes(
-        predictions, localisations, select_threshold=select_threshold,
+  def detected_bboxes(self, predictions, decoded_bboxes,
+                      select_threshold=0.01, nms_threshold=0.45,
+                      clipping_bbox=None, top_k=400, keep_top_k=200):
+    """Detections of a batch from per-layer class probabilities and DECODED
+    boxes (`bboxes_decode`): [B, keep_top_k] classes and scores and
+    [B, keep_top_k, 4] boxes, zero-padded; see
+    `post_processing.detected_bboxes`."""
+    return post_processing.detected_bboxes(
+        predictions, decoded_bboxes, select_threshold=select_threshold,
         nms_threshold=nms_threshold, clipping_bbox=clipping_bbox, top_k=top_k,
         keep_top_k=keep_top_k)
 
-  def losses(self, logits, localisations, gclasses, glocalisations, gscores,
-             match_threshold=0.5, negative_ratio=3., alpha=1.,
-             label_smoothing=0., scope=None):
+  def losses(self, logits, localisations, gclasses, glocalisations, gious,
+             negative_threshold=None, negative_ratio=3., alpha=1.,
+             label_smoothing=0., scope=None, match_threshold=None):
     """Adds the SSD losses to the losses collection and returns them; the
     g* arguments are per-layer batches of `bboxes_encode` outputs.  See
-    `ssd_common.ssd_losses`."""
-    return ssd_common.ssd_losses(
-        logits, localisations, gclasses, glocalisations, gscores,
-        match_threshold=match_threshold, negative_ratio=negative_ratio,
+    `losses.ssd_losses`.  `match_threshold` is a DEPRECATED name of
+    `negative_threshold`, until train_ssd_network.py passes the latter."""
+    if negative_threshold is None:
+      negative_threshold = match_threshold
+    return ssd_losses.ssd_losses(
+        logits, localisations, gclasses, glocalisations, gious,
+        negative_threshold=negative_threshold, negative_ratio=negative_ratio,
         alpha=alpha, label_smoothing=label_smoothing, scope=scope)
 
   def non_vgg_scopes(self, scope='ssd_300_vgg'):
@@ -247,6 +268,27 @@ class SSDNet(object):
     prefixes = tuple('%s/%s/' % (scope, name) for name in VGG_SCOPES)
     return {VGG_16_SCOPE + variable.op.name[len(scope):]: variable
             for variable in variables if variable.op.name.startswith(prefixes)}
+
+
+def feature_shapes(img_shape):
+  """{end point: (H, W)} of the network's blocks for an input of `img_shape`
+  (height, width): 2x2 pools halve (rounding up) after block1..block4,
+  pool5 keeps the size, the strided extra blocks (padded by 1, 3x3 stride 2)
+  map s to (s - 1) // 2 + 1, the others (3x3 VALID) to s - 2."""
+  shape = tuple(img_shape)
+  shapes = {}
+  for index in range(1, len(_VGG_BLOCKS) + 1):
+    shapes['block%d' % index] = shape
+    if index < len(_VGG_BLOCKS):
+      shape = tuple(-(-side // 2) for side in shape)
+  shapes['block6'] = shapes['block7'] = shape
+  for block, _, _, stride in _EXTRA_BLOCKS:
+    if stride > 1:
+      shape = tuple((side - 1) // 2 + 1 for side in shape)
+    else:
+      shape = tuple(side - 2 for side in shape)
+    shapes[block] = shape
+  return shapes
 
 
 def _multibox_head(features, num_classes, num_anchors, normalization):

@@ -1,4 +1,4 @@
-"""Tests of nets/box_coder.py: one formula for NumPy arrays and TF tensors."""
+"""Tests of nets/box_coder.py: one encoding for NumPy arrays and TF tensors."""
 import numpy as np
 import tensorflow as tf
 
@@ -59,32 +59,3 @@ def test_zero_localisation_decodes_to_the_anchor():
   np.testing.assert_allclose(
       box_coder.decode(np.zeros(4, np.float32), ANCHOR, PRIOR_SCALING),
       [0.315, 0.315, 0.645, 0.645], atol=1e-7)
-
-
-def test_iou_by_hand():
-  # BOX vs the anchor [0.315, 0.315, 0.645, 0.645]: intersection
-  # 0.30 * 0.305 = 0.0915, union 0.1089 + 0.108 - 0.0915 = 0.1254.
-  anchor_box = box_coder.anchor_corners(ANCHOR)
-  np.testing.assert_allclose(box_coder.iou(BOX, anchor_box), 0.0915 / 0.1254,
-                             rtol=1e-5)
-  disjoint = np.array([0.7, 0.7, 0.9, 0.9], np.float32)
-  assert box_coder.iou(BOX, disjoint) == 0.
-  empty = np.array([0.5, 0.5, 0.5, 0.5], np.float32)
-  assert box_coder.iou(empty, empty) == 0.
-  # Broadcasting: [2, 1, 4] against [3, 4] gives [2, 3].
-  pairs = box_coder.iou(np.stack([BOX, disjoint])[:, np.newaxis],
-                        np.stack([BOX, disjoint, anchor_box]))
-  np.testing.assert_allclose(pairs, [[1., 0., 0.0915 / 0.1254],
-                                     [0., 1., 0.]], rtol=1e-5)
-
-
-def test_clip_moves_coordinates_into_the_window():
-  boxes = np.array([[-0.1, 0.2, 0.5, 1.3],    # Crosses two borders.
-                    [1.2, 1.1, 1.5, 1.4]],    # Entirely outside.
-                   np.float32)
-  np.testing.assert_allclose(box_coder.clip(boxes, [0., 0., 1., 1.]),
-                             [[0., 0.2, 0.5, 1.], [1., 1., 1., 1.]])
-  with tf.Graph().as_default():
-    np.testing.assert_allclose(
-        _run(box_coder.clip(tf.constant(boxes), [0.1, 0., 0.9, 1.])),
-        [[0.1, 0.2, 0.5, 1.], [0.9, 1., 0.9, 1.]])

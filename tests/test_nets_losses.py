@@ -1,4 +1,5 @@
-"""Tests of the SSD losses (ssd_common.ssd_losses via SSDNet.losses)."""
+"""Tests of nets/losses.py (via SSDNet.losses): hard negatives per image,
+the explicit ignored state and the ignore band."""
 import math
 
 import numpy as np
@@ -11,7 +12,7 @@ SSD = ssd_vgg_300.SSDNet()
 LOSS_NAMES = ('cross_entropy_pos', 'cross_entropy_neg', 'localization')
 
 
-def _run_losses(logits, localisations, gclasses, glocalisations, gscores,
+def _run_losses(logits, localisations, gclasses, glocalisations, gious,
                 logits_dtype=tf.float32, **kwargs):
   """Runs SSD.losses on per-layer NumPy arrays; returns the three values and
   checks they are the losses collection's, in float32."""
@@ -21,7 +22,7 @@ def _run_losses(logits, localisations, gclasses, glocalisations, gscores,
         [tf.constant(layer, logits_dtype) for layer in localisations],
         [tf.constant(layer, tf.int64) for layer in gclasses],
         [tf.constant(layer, tf.float32) for layer in glocalisations],
-        [tf.constant(layer, tf.float32) for layer in gscores], **kwargs)
+        [tf.constant(layer, tf.float32) for layer in gious], **kwargs)
     collected = tf.compat.v1.losses.get_losses()
     assert [loss.op.name for loss in collected] == [
         'ssd_losses/' + name for name in LOSS_NAMES]
@@ -37,15 +38,15 @@ def test_hand_computed_loss_mines_negatives_per_image():
   localisations = [np.zeros([2, 2, 2, 1, 4]), np.zeros([2, 1, 1, 2, 4])]
   gclasses = [np.zeros([2, 2, 2, 1]), np.zeros([2, 1, 1, 2])]
   glocalisations = [np.zeros([2, 2, 2, 1, 4]), np.zeros([2, 1, 1, 2, 4])]
-  gscores = [np.zeros([2, 2, 2, 1]), np.zeros([2, 1, 1, 2])]
+  gious = [np.zeros([2, 2, 2, 1]), np.zeros([2, 1, 1, 2])]
   # Image 0: one positive (5 negative candidates left).
   gclasses[0][0, 1, 0, 0] = 2
-  gscores[0][0, 1, 0, 0] = 0.7
+  gious[0][0, 1, 0, 0] = 0.7
   glocalisations[0][0, 1, 0, 0] = [0.5, 2., 0., -1.]
   # Image 1: no positive; one anchor at IoU 0.45 is ignored (threshold 0.4).
-  gscores[1][1, 0, 0, 1] = 0.45
+  gious[1][1, 0, 0, 1] = 0.45
   values = _run_losses(logits, localisations, gclasses, glocalisations,
-                       gscores, match_threshold=0.4, alpha=2.)
+                       gious, negative_threshold=0.4, alpha=2.)
   # Normaliser: 1 positive in the batch.  Negatives: 3 * 1 in image 0 and,
   # mined as if it had one positive, 3 in image 1.  Smooth L1 of
   # (0.5, 2, 0, -1): 0.125 + 1.5 + 0 + 0.5 = 2.125, times alpha = 2.
@@ -53,8 +54,8 @@ def test_hand_computed_loss_mines_negatives_per_image():
                              rtol=1e-6)
 
 
-def _numpy_losses(logits, localisations, gclasses, glocalisations, gscores,
-                  match_threshold=0.5, negative_ratio=3., alpha=1.,
+def _numpy_losses(logits, localisations, gclasses, glocalisations, gious,
+                  negative_threshold=None, negative_ratio=3., alpha=1.,
                   label_smoothing=0.):
   """Reference SSD loss, image by image, on per-layer NumPy arrays."""
   def flat(layers, *inner):
@@ -63,21 +64,23 @@ def _numpy_losses(logits, localisations, gclasses, glocalisations, gscores,
   num_classes = logits[0].shape[-1]
   logits, localisations = flat(logits, num_classes), flat(localisations, 4)
   gclasses = flat(gclasses).astype(int)
-  glocalisations, gscores = flat(glocalisations, 4), flat(gscores)
+  glocalisations, gious = flat(glocalisations, 4), flat(gious)
   cross_pos = cross_neg = localization = 0.
   num_positives = 0
   for image in range(len(logits)):
     log_probs = logits[image] - np.log(
         np.exp(logits[image]).sum(axis=1, keepdims=True))
-    targets = (np.eye(num_classes)[gclasses[image]] * (1 - label_smoothing) +
+    labels = np.maximum(gclasses[image], 0)  # Ignored ones are masked.
+    targets = (np.eye(num_classes)[labels] * (1 - label_smoothing) +
                label_smoothing / num_classes)
     cross_entropy = -(targets * log_probs).sum(axis=1)
     positives = gclasses[image] > 0
     cross_pos += cross_entropy[positives].sum()
     error = np.abs(localisations[image] - glocalisations[image])[positives]
     localization += np.where(error < 1, 0.5 * error ** 2, error - 0.5).sum()
-    candidates = np.flatnonzero((gclasses[image] == 0) &
-                                (gscores[image] < match_threshold))
+    band = (np.zeros(len(gious[image]), bool) if negative_threshold is None
+            else gious[image] >= negative_threshold)
+    candidates = np.flatnonzero((gclasses[image] == 0) & ~band)
     hardest = candidates[np.argsort(-cross_entropy[candidates])]
     num_negatives = int(negative_ratio * max(positives.sum(), 1))
     cross_neg += cross_entropy[hardest[:num_negatives]].sum()
@@ -88,25 +91,26 @@ def _numpy_losses(logits, localisations, gclasses, glocalisations, gscores,
 
 
 def _random_targets(rng, batch, layer_shapes, num_classes, positive_rate):
-  logits, localisations, gclasses, glocalisations, gscores = [], [], [], [], []
+  logits, localisations, gclasses, glocalisations, gious = [], [], [], [], []
   for shape in layer_shapes:
     shape = (batch,) + shape
     logits.append(rng.normal(0., 2., shape + (num_classes,)))
     localisations.append(rng.normal(0., 1.5, shape + (4,)))
     positive = rng.uniform(size=shape) < positive_rate
     positive[-1] = False  # The last image has no positive.
-    gclasses.append(np.where(positive,
-                             rng.randint(1, num_classes, shape), 0))
+    ignored = ~positive & (rng.uniform(size=shape) < 0.1)
+    gclasses.append(np.where(positive, rng.randint(1, num_classes, shape),
+                             np.where(ignored, -1, 0)))
     glocalisations.append(np.where(positive[..., np.newaxis],
                                    rng.normal(size=shape + (4,)), 0.))
-    gscores.append(np.where(positive, rng.uniform(0.5, 1., shape),
+    gious.append(np.where(positive, rng.uniform(0.5, 1., shape),
                             rng.uniform(0., 0.6, shape)))
-  return logits, localisations, gclasses, glocalisations, gscores
+  return logits, localisations, gclasses, glocalisations, gious
 
 
 @pytest.mark.parametrize('kwargs', [
     {},
-    {'match_threshold': 0.4, 'negative_ratio': 2., 'alpha': 0.5},
+    {'negative_threshold': 0.4, 'negative_ratio': 2., 'alpha': 0.5},
     {'label_smoothing': 0.1},
 ])
 def test_loss_matches_numpy_reference(kwargs):
@@ -120,7 +124,7 @@ def test_loss_matches_numpy_reference(kwargs):
 
 def test_batch_without_positive_gives_finite_loss_and_gradients():
   rng = np.random.RandomState(2)
-  logits, localisations, gclasses, glocalisations, gscores = _random_targets(
+  logits, localisations, gclasses, glocalisations, gious = _random_targets(
       rng, 2, [(3, 3, 4)], num_classes=4, positive_rate=0.)
   with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
     logits_variable = tf.Variable(logits[0], dtype=tf.float32)
@@ -128,14 +132,14 @@ def test_batch_without_positive_gives_finite_loss_and_gradients():
     terms = SSD.losses([logits_variable], [localisations_variable],
                        [tf.constant(gclasses[0])],
                        [tf.constant(glocalisations[0], tf.float32)],
-                       [tf.constant(gscores[0], tf.float32)])
+                       [tf.constant(gious[0], tf.float32)])
     gradients = tf.gradients(sum(terms),
                              [logits_variable, localisations_variable])
     sess.run(tf.compat.v1.global_variables_initializer())
     values, gradients = sess.run([terms, gradients])
   assert values.localization == 0. and values.cross_entropy_pos == 0.
   np.testing.assert_allclose(values, _numpy_losses(
-      logits, localisations, gclasses, glocalisations, gscores), rtol=1e-5)
+      logits, localisations, gclasses, glocalisations, gious), rtol=1e-5)
   assert all(np.all(np.isfinite(g)) for g in gradients)
   # Exactly 3 negatives per image get a gradient.
   assert np.sum(np.any(gradients[0] != 0, axis=-1)) == 6
@@ -152,3 +156,24 @@ def test_bfloat16_network_outputs_are_lost_in_float32():
   inputs = (rounded[:1], rounded[1:]) + inputs[2:]
   np.testing.assert_allclose(_run_losses(*inputs, logits_dtype=tf.bfloat16),
                              _numpy_losses(*inputs), rtol=1e-5)
+
+
+def test_ignored_anchors_are_never_negatives():
+  # One image of 4 anchors, zero logits; anchor 0 positive, anchors 1 and 2
+  # ignored (label -1), anchor 3 background: 1 negative although 3 allowed.
+  logits = [np.zeros([1, 1, 1, 4, 3])]
+  localisations = [np.zeros([1, 1, 1, 4, 4])]
+  gclasses = [np.array([[[[1, -1, -1, 0]]]])]
+  values = _run_losses(logits, localisations, gclasses, localisations,
+                       [np.zeros([1, 1, 1, 4])])
+  np.testing.assert_allclose(values, [math.log(3), math.log(3), 0.],
+                             rtol=1e-6)
+
+
+def test_deprecated_match_threshold_is_the_negative_threshold():
+  rng = np.random.RandomState(4)
+  inputs = _random_targets(rng, 2, [(3, 3, 4)], num_classes=4,
+                           positive_rate=0.1)
+  np.testing.assert_allclose(
+      _run_losses(*inputs, match_threshold=0.3),
+      _numpy_losses(*inputs, negative_threshold=0.3), rtol=1e-5)

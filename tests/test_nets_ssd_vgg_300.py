@@ -6,8 +6,7 @@ from utils import tf_compat  # noqa: F401  (before tf_slim: restores the names i
 import tf_slim as slim
 from tf_slim.nets import vgg
 
-from nets import box_coder
-from nets import nets_factory
+from nets import anchor_generator
 from nets import ssd_vgg_300
 
 # Every variable of SSD-Tensorflow's ssd_300_vgg checkpoint (21 classes),
@@ -94,12 +93,6 @@ def _variables():
           for v in tf.compat.v1.global_variables()]
 
 
-def test_factory():
-  assert nets_factory.get_network('ssd_300_vgg') is ssd_vgg_300.SSDNet
-  with pytest.raises(ValueError, match='ssd_300_vgg'):
-    nets_factory.get_network('ssd_301_vgg')
-
-
 def test_variables_match_ssd_tensorflow_checkpoint():
   ssd = ssd_vgg_300.SSDNet()
   with tf.Graph().as_default():
@@ -113,17 +106,23 @@ def test_variables_match_ssd_tensorflow_checkpoint():
         v.op.name for v in slim.get_model_variables()]
 
 
-def test_outputs_and_feature_shapes_follow_the_input_size():
+@pytest.mark.parametrize('img_shape', [(512, 512), (301, 600)])
+def test_outputs_follow_the_input_size_as_feat_shapes_computes(img_shape):
   ssd = ssd_vgg_300.SSDNet(
       ssd_vgg_300.SSDNet.default_params._replace(num_classes=5))
+  params = ssd.params
   with tf.Graph().as_default():
     predictions, localisations, logits, end_points = _build(
-        ssd, tf.compat.v1.placeholder(tf.float32, [None, 512, 512, 3]))
-  feat_shapes = [(64, 64), (32, 32), (16, 16), (8, 8), (6, 6), (4, 4)]
-  assert ssd.params.feat_shapes == feat_shapes
+        ssd, tf.compat.v1.placeholder(tf.float32, [None] + list(img_shape) +
+                                      [3]))
+  assert ssd.params is params  # Building never changes the parameters.
+  feat_shapes = ssd.feat_shapes(img_shape)
+  assert [tuple(p.shape[1:3].as_list()) for p in predictions] == feat_shapes
+  assert feat_shapes != FEAT_SHAPES_300
+  assert ssd.feat_shapes() == FEAT_SHAPES_300
   assert sum(h * w * a for (h, w), a in zip(
       feat_shapes, ANCHORS_PER_CELL)) == sum(
-          cy.size * h.size for cy, _, h, _ in ssd.anchors((512, 512)))
+          cy.size * h.size for cy, _, h, _ in ssd.anchors(img_shape))
   for layer, (h, w), a in zip(range(6), feat_shapes, ANCHORS_PER_CELL):
     assert predictions[layer].shape.as_list() == [None, h, w, a, 5]
     assert logits[layer].shape.as_list() == [None, h, w, a, 5]
@@ -200,7 +199,7 @@ def test_gradients_reach_every_trainable_variable():
   anchors = ssd.anchors()
   # One ground-truth box equal to a central anchor of each layer, so every
   # head gets positives.
-  boxes = [box_coder.anchor_corners(layer)[feat_h // 2, feat_w // 2, 0]
+  boxes = [anchor_generator.anchor_corners(layer)[feat_h // 2, feat_w // 2, 0]
            for layer, (feat_h, feat_w) in zip(anchors, FEAT_SHAPES_300)]
   images = np.random.RandomState(6).uniform(
       -1., 1., [1, 300, 300, 3]).astype(np.float32)

@@ -1,9 +1,9 @@
-"""Tests of the detections: the TF graph version and the NumPy demo version."""
+"""Tests of nets/post_processing.py (via SSDNet): decoding, per-class top-k,
+selection and NMS, against hand-built cases and a NumPy reference."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from nets import np_methods
 from nets import ssd_vgg_300
 
 NUM_CLASSES = 4
@@ -45,12 +45,59 @@ def test_hand_built_nms():
   np.testing.assert_allclose(tf_boxes[0], boxes[[0, 2, 3, 4, 0]].tolist() +
                              [[0., 0., 0., 0.]])
 
-  np_classes, np_scores, np_boxes = np_methods.bboxes_nms(
-      *np_methods.bboxes_select([scores.reshape(1, 1, 6, NUM_CLASSES)],
-                                [boxes.reshape(1, 1, 6, 4)]))
-  np.testing.assert_array_equal(np_classes, classes[0, :5])
-  np.testing.assert_allclose(np_scores, tf_scores[0, :5])
-  np.testing.assert_allclose(np_boxes, tf_boxes[0, :5])
+
+
+def _numpy_iou(box, boxes):
+  """IoU of one box with each of [N, 4] boxes."""
+  height = np.clip(np.minimum(box[2], boxes[:, 2]) -
+                   np.maximum(box[0], boxes[:, 0]), 0, None)
+  width = np.clip(np.minimum(box[3], boxes[:, 3]) -
+                  np.maximum(box[1], boxes[:, 1]), 0, None)
+  inter = height * width
+  areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+  return inter / ((box[2] - box[0]) * (box[3] - box[1]) + areas - inter)
+
+
+def _numpy_decode(localisations, anchors, prior_scaling):
+  """Per-layer [H, W, A, 4] (cx, cy, w, h) localisations to boxes."""
+  boxes = []
+  for layer, (cy, cx, h, w) in zip(localisations, anchors):
+    centre_x = layer[..., 0] * w * prior_scaling[0] + cx
+    centre_y = layer[..., 1] * h * prior_scaling[1] + cy
+    width = w * np.exp(layer[..., 2] * prior_scaling[2])
+    height = h * np.exp(layer[..., 3] * prior_scaling[3])
+    boxes.append(np.stack([centre_y - height / 2, centre_x - width / 2,
+                           centre_y + height / 2, centre_x + width / 2],
+                          axis=-1))
+  return boxes
+
+
+def _numpy_detections(predictions, localisations, select_threshold,
+                      nms_threshold, clipping_bbox, top_k, keep_top_k):
+  """One image, written out as SSD-Caffe describes it: per class, the top_k
+  scores above the threshold, greedy NMS; then keep_top_k over all."""
+  num_classes = predictions[0].shape[-1]
+  scores = np.concatenate([p.reshape(-1, num_classes) for p in predictions])
+  boxes = np.concatenate([b.reshape(-1, 4) for b in _numpy_decode(
+      localisations, ANCHORS, SSD.params.prior_scaling)])
+  if clipping_bbox is not None:
+    low, high = np.array(clipping_bbox[:2] * 2), np.array(clipping_bbox[2:] * 2)
+    boxes = np.minimum(np.maximum(boxes, low), high)
+  kept = []
+  for label in range(1, num_classes):
+    order = np.argsort(-scores[:, label], kind='stable')[:top_k]
+    order = order[scores[order, label] > select_threshold]
+    chosen = []
+    for index in order:
+      if all(_numpy_iou(boxes[index], boxes[[other]])[0] <= nms_threshold
+             for other in chosen):
+        chosen.append(index)
+    kept += [(scores[index, label], label, index) for index in chosen]
+  kept.sort(key=lambda entry: -entry[0])
+  kept = kept[:keep_top_k]
+  return (np.array([label for _, label, _ in kept]),
+          np.array([score for score, _, _ in kept]),
+          boxes[[index for _, _, index in kept]].reshape(-1, 4))
 
 
 def _random_network_outputs(rng, batch):
@@ -68,7 +115,7 @@ def _random_network_outputs(rng, batch):
 
 
 @pytest.mark.parametrize('clipping_bbox', [None, [0., 0., 1., 1.]])
-def test_tf_and_numpy_post_processing_agree(clipping_bbox):
+def test_post_processing_matches_numpy_reference(clipping_bbox):
   rng = np.random.RandomState(4)
   predictions, localisations = _random_network_outputs(rng, batch=2)
   settings = dict(select_threshold=0.05, nms_threshold=0.45,
@@ -80,10 +127,9 @@ def test_tf_and_numpy_post_processing_agree(clipping_bbox):
         [tf.constant(layer) for layer in predictions], bboxes, **settings)
     classes, scores, boxes = sess.run(detections)
   for image in range(2):
-    np_classes, np_scores, np_boxes = np_methods.detected_bboxes(
+    np_classes, np_scores, np_boxes = _numpy_detections(
         [layer[image] for layer in predictions],
-        [layer[image] for layer in localisations], ANCHORS,
-        SSD.params.prior_scaling, **settings)
+        [layer[image] for layer in localisations], **settings)
     count = len(np_scores)
     # Enough detections for top_k and keep_top_k to matter.
     assert 10 < count <= 50

@@ -1,4 +1,5 @@
-"""Tests of SSD300's anchors and of matching ground truth to them."""
+"""Tests of nets/target_assigner.py (via SSDNet.bboxes_encode): match result
+to class targets, encoded boxes and IoUs, on SSD300's 8732 anchors."""
 import math
 
 import numpy as np
@@ -33,23 +34,25 @@ def _numpy_iou(box, boxes):
   return inter / (box_area + areas - inter)
 
 
-def _encode(labels, bboxes):
+def _encode(labels, bboxes, **kwargs):
   """Runs SSD.bboxes_encode; returns flat (gclasses, glocalisations,
-  gscores) over the 8732 anchors, in layer order."""
+  gious) over the 8732 anchors, in layer order."""
   with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
     encoded = SSD.bboxes_encode(
         tf.constant(labels, tf.int64),
-        tf.constant(np.reshape(bboxes, [-1, 4]), tf.float32), ANCHORS)
-    gclasses, glocalisations, gscores = sess.run(encoded)
+        tf.constant(np.reshape(bboxes, [-1, 4]), tf.float32), ANCHORS,
+        **kwargs)
+    assert encoded._fields == ('gclasses', 'glocalisations', 'gious')
+    gclasses, glocalisations, gious = sess.run(encoded)
   for layer, (cy, _, h, _) in enumerate(ANCHORS):
     shape = cy.shape[:2] + h.shape
     assert gclasses[layer].shape == shape
     assert gclasses[layer].dtype == np.int64
     assert glocalisations[layer].shape == shape + (4,)
-    assert gscores[layer].shape == shape
+    assert gious[layer].shape == shape
   return (np.concatenate([g.reshape(-1) for g in gclasses]),
           np.concatenate([g.reshape(-1, 4) for g in glocalisations]),
-          np.concatenate([g.reshape(-1) for g in gscores]))
+          np.concatenate([g.reshape(-1) for g in gious]))
 
 
 def _hand_encoding(box, anchor_box):
@@ -63,56 +66,14 @@ def _hand_encoding(box, anchor_box):
           math.log(box_w / w) / 0.2, math.log(box_h / h) / 0.2]
 
 
-def test_ssd300_has_8732_anchors():
-  counts = [cy.shape[0] * cy.shape[1] * h.shape[0]
-            for cy, _, h, _ in ANCHORS]
-  assert counts == [38 * 38 * 4, 19 * 19 * 6, 10 * 10 * 6, 5 * 5 * 6,
-                    3 * 3 * 4, 1 * 1 * 4]
-  assert sum(counts) == 8732
-
-
-# Per layer, computed by hand from step, sizes (s_k, s_k+1) and last ratio r:
-# first centre 0.5 * step / 300, last centre (H - 0.5) * step / 300,
-# small square s_k / 300, large square sqrt(s_k * s_k+1) / 300, and the last
-# anchor's height s_k / sqrt(r) / 300 and width s_k * sqrt(r) / 300.
-@pytest.mark.parametrize('layer, expected', [
-    (0, (0.013333, 1.0, 0.07, 0.102470, 0.098995, 0.049497)),
-    (1, (0.026667, 0.986667, 0.15, 0.222486, 0.259808, 0.086603)),
-    (2, (0.053333, 1.013333, 0.33, 0.410244, 0.571577, 0.190526)),
-    (3, (0.106667, 0.96, 0.51, 0.593212, 0.883346, 0.294449)),
-    (4, (0.166667, 0.833333, 0.69, 0.774790, 0.975807, 0.487904)),
-    (5, (0.5, 0.5, 0.87, 0.955772, 1.230366, 0.615183)),
-])
-def test_first_and_last_anchor_of_each_layer(layer, expected):
-  first_centre, last_centre, small, large, last_h, last_w = expected
-  cy, cx, h, w = ANCHORS[layer]
-  assert cy.dtype == np.float32 and h.dtype == np.float32
-  assert cy.shape == cx.shape == SSD.params.feat_shapes[layer] + (1,)
-  np.testing.assert_allclose([cy[0, 0, 0], cx[0, 0, 0], h[0], w[0]],
-                             [first_centre, first_centre, small, small],
-                             atol=1e-6)
-  np.testing.assert_allclose([cy[-1, -1, 0], cx[-1, -1, 0], h[-1], w[-1]],
-                             [last_centre, last_centre, last_h, last_w],
-                             atol=1e-6)
-  np.testing.assert_allclose([h[1], w[1]], [large, large], atol=1e-6)
-  # Rows vary along y only, columns along x only.
-  assert np.all(cy[:, 0] == cy[:, -1]) and np.all(cx[0] == cx[-1])
-
-
-def test_anchors_follow_the_image_shape():
-  cy, cx, h, w = SSD.anchors(img_shape=(600, 300))[0]
-  np.testing.assert_allclose([cy[0, 0, 0], cx[0, 0, 0], h[0], w[0]],
-                             [4. / 600, 4. / 300, 21. / 600, 21. / 300])
-
-
 def test_box_equal_to_an_anchor_makes_every_anchor_above_threshold_positive():
   anchor_boxes = _flat_anchor_boxes()
   box = anchor_boxes[5776 + 9 * 19 * 6 + 9 * 6 + 2]  # block7, cell (9, 9).
-  gclasses, glocalisations, gscores = _encode([3], box)
+  gclasses, glocalisations, gious = _encode([3], box)
   overlaps = _numpy_iou(box, anchor_boxes)
   np.testing.assert_array_equal(gclasses, np.where(overlaps >= 0.5, 3, 0))
-  np.testing.assert_allclose(gscores, overlaps, atol=1e-5)
-  assert gscores.max() == pytest.approx(1.)
+  np.testing.assert_allclose(gious, overlaps, atol=1e-5)
+  assert gious.max() == pytest.approx(1.)
   positives = np.nonzero(gclasses)[0]
   assert len(positives) > 1
   for anchor in positives:
@@ -128,9 +89,9 @@ def test_hand_built_positive_encodes_in_cx_cy_w_h_order():
   np.testing.assert_allclose(_flat_anchor_boxes()[anchor],
                              [0.315, 0.315, 0.645, 0.645], atol=1e-6)
   # Box centred at (0.48, 0.52), height 0.30, width 0.36: IoU 0.7297.
-  gclasses, glocalisations, gscores = _encode([7], [0.33, 0.34, 0.63, 0.70])
+  gclasses, glocalisations, gious = _encode([7], [0.33, 0.34, 0.63, 0.70])
   assert gclasses[anchor] == 7
-  assert gscores[anchor] == pytest.approx(0.0915 / 0.1254, rel=1e-5)
+  assert gious[anchor] == pytest.approx(0.0915 / 0.1254, rel=1e-5)
   # ((0.52-0.48)/0.33/0.1, 0/0.33/0.1, log(0.36/0.33)/0.2, log(0.30/0.33)/0.2)
   np.testing.assert_allclose(glocalisations[anchor],
                              [1.212121, 0., 0.435057, -0.476551], atol=1e-5)
@@ -141,15 +102,15 @@ def test_tiny_box_still_gets_exactly_one_positive():
   overlaps = _numpy_iou(box, _flat_anchor_boxes())
   best = np.argmax(overlaps)
   assert overlaps.max() < 0.5 and np.sum(overlaps == overlaps.max()) == 1
-  gclasses, glocalisations, gscores = _encode([4], box)
+  gclasses, glocalisations, gious = _encode([4], box)
   np.testing.assert_array_equal(np.nonzero(gclasses)[0], [best])
   assert gclasses[best] == 4
-  assert gscores[best] == pytest.approx(overlaps[best], rel=1e-4)
+  assert gious[best] == pytest.approx(overlaps[best], rel=1e-4)
   np.testing.assert_allclose(glocalisations[best],
                              _hand_encoding(box, _flat_anchor_boxes()[best]),
                              rtol=1e-4, atol=1e-4)
   # Negatives keep their best IoU as score.
-  np.testing.assert_allclose(gscores, overlaps, atol=1e-5)
+  np.testing.assert_allclose(gious, overlaps, atol=1e-5)
 
 
 def test_anchor_overlapping_two_boxes_takes_the_better_one():
@@ -175,23 +136,49 @@ def test_two_tiny_boxes_claiming_the_same_anchor():
   anchor_boxes = _flat_anchor_boxes()
   best = np.argmax(_numpy_iou(larger, anchor_boxes))
   assert np.argmax(_numpy_iou(small, anchor_boxes)) == best
-  gclasses, _, gscores = _encode([5, 6], [small, larger])
+  gclasses, _, gious = _encode([5, 6], [small, larger])
   np.testing.assert_array_equal(np.nonzero(gclasses)[0], [best])
   assert gclasses[best] == 6
-  assert gscores[best] == pytest.approx(
+  assert gious[best] == pytest.approx(
       _numpy_iou(larger, anchor_boxes[best:best + 1])[0], rel=1e-4)
 
 
 def test_image_without_boxes_is_all_background():
-  gclasses, glocalisations, gscores = _encode(np.zeros([0], np.int64),
+  gclasses, glocalisations, gious = _encode(np.zeros([0], np.int64),
                                               np.zeros([0, 4]))
   assert np.all(gclasses == 0)
   assert np.all(glocalisations == 0.)
-  assert np.all(gscores == 0.)
+  assert np.all(gious == 0.)
 
 
 def test_empty_box_is_ignored_without_nan():
-  gclasses, glocalisations, gscores = _encode(
+  gclasses, glocalisations, gious = _encode(
       [1, 2], [[0.5, 0.5, 0.5, 0.5], [0.1, 0.1, 0.4, 0.3]])
-  assert np.all(np.isfinite(glocalisations)) and np.all(np.isfinite(gscores))
+  assert np.all(np.isfinite(glocalisations)) and np.all(np.isfinite(gious))
   assert set(np.unique(gclasses)) == {0, 2}
+
+
+def test_match_threshold_moves_the_positives():
+  anchor_boxes = _flat_anchor_boxes()
+  box = np.array([0.2, 0.25, 0.6, 0.7])
+  overlaps = _numpy_iou(box, anchor_boxes)
+  best = np.argmax(overlaps)
+  for threshold in (0.3, 0.5, 0.7):
+    gclasses, _, _ = _encode([2], box, match_threshold=threshold)
+    expected = (overlaps >= threshold) | (np.arange(len(overlaps)) == best)
+    np.testing.assert_array_equal(gclasses, np.where(expected, 2, 0))
+  assert np.sum(overlaps >= 0.3) > np.sum(overlaps >= 0.5) > np.sum(
+      overlaps >= 0.7) > 0
+
+
+def test_ignore_band_gives_the_explicit_ignored_label():
+  anchor_boxes = _flat_anchor_boxes()
+  box = np.array([0.2, 0.25, 0.6, 0.7])
+  overlaps = _numpy_iou(box, anchor_boxes)
+  gclasses, glocalisations, gious = _encode(
+      [2], box, match_threshold=0.5, negative_threshold=0.3)
+  expected = np.where(overlaps >= 0.5, 2, np.where(overlaps >= 0.3, -1, 0))
+  assert np.sum(expected == -1) > 0
+  np.testing.assert_array_equal(gclasses, expected)
+  assert np.all(glocalisations[gclasses <= 0] == 0.)
+  np.testing.assert_allclose(gious, overlaps, atol=1e-5)
