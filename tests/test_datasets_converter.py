@@ -1,16 +1,24 @@
 """Converter tests on small synthetic VOC trees written to tmp_path."""
+import fcntl
 import json
 import logging
 import os
+import pty
 import re
+import select
 import shutil
+import struct
 import subprocess
 import sys
+import termios
+import time
 
+from absl import flags
 import cv2
 import numpy as np
 import pytest
 
+from datasets import conversion
 from datasets import dataset_factory
 from datasets import image_files
 from datasets import pascalvoc_to_tfrecords as converter
@@ -301,6 +309,7 @@ def test_command_line_summary_and_clean_errors(tmp_path):
                         text=True, check=False)
   assert done.returncode == 0, done.stderr
   assert 'Wrote 3 images, 3 objects, in 1 file(s)' in done.stdout
+  assert '3/3' not in done.stderr  # No progress bar into a pipe.
   assert re.search(r'^ +cat +2 +2$', done.stdout, re.M)
   assert re.search(r'^ +dog +1 +1$', done.stdout, re.M)
   shutil.rmtree(voc / 'JPEGImages')
@@ -455,3 +464,56 @@ def test_skip_bad_skips_unknown_classes_and_names_them(tmp_path):
   with pytest.raises(converter.ConversionError,
                      match=r"img01.xml: unknown class 'cow' \(in 2 file"):
     convert(voc, tmp_path / 'out2')
+
+
+def _run_in_terminal(command, timeout=120):
+  """Runs `command` with stdout and stderr on a pseudo-terminal; its output."""
+  master, slave = pty.openpty()
+  # A fresh pseudo-terminal is 0 columns wide; give it a real size.
+  fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 24, 120, 0, 0))
+  process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL,
+                             stdout=slave, stderr=slave)
+  os.close(slave)
+  output, deadline = b'', time.monotonic() + timeout
+  try:
+    while time.monotonic() < deadline:
+      ready, _, _ = select.select([master], [], [], 1.0)
+      if not ready:
+        continue
+      try:
+        chunk = os.read(master, 65536)
+      except OSError:  # EIO: the child closed the terminal.
+        break
+      if not chunk:
+        break
+      output += chunk
+  finally:
+    os.close(master)
+    process.kill() if process.poll() is None else None
+    process.wait(timeout=10)
+  return process.returncode, output.decode('utf-8', 'replace')
+
+
+def test_progress_bar_on_a_terminal_only(tmp_path):
+  """Issue 17.5: a tqdm bar when stdout is a terminal (pipes: see the
+  command-line test above)."""
+  voc = tmp_path / 'voc'
+  support.make_voc(voc, 6)
+  command = [sys.executable, '-m', 'datasets.pascalvoc_to_tfrecords',
+             '--dataset_dir=%s' % voc, '--discover_labels',
+             '--output_dir=%s' % (tmp_path / 'out'), '--output_name=pets_train']
+  returncode, output = _run_in_terminal(command)
+  assert returncode == 0, output
+  assert re.search(r'pets_train: 100%\|.*\| 6/6 \[.*img/s\]', output), output
+  assert 'Wrote 6 images' in output
+
+
+@pytest.mark.parametrize('argv, is_terminal, progress', [
+    ([], True, True), ([], False, False), (['--noprogress'], True, False)])
+def test_progress_flag_and_terminal_decide(monkeypatch, argv, is_terminal,
+                                           progress):
+  flag_values = flags.FlagValues()
+  conversion.define_write_flags(flag_values)
+  flag_values(['converter'] + argv)
+  monkeypatch.setattr(sys.stdout, 'isatty', lambda: is_terminal)
+  assert conversion.read_write_flags(flag_values)['progress'] is progress
