@@ -39,6 +39,8 @@ SSDParams = collections.namedtuple('SSDParams', [
     'anchor_offset',    # Centre of the first cell, in steps.
     'normalizations',   # Initial L2-normalisation scale, <= 0 for none.
     'prior_scaling',    # Scalings of the encoded (cx, cy, w, h).
+    'dropout_keep_prob',  # Keep probability of a dropout after conv6 and
+                          # conv7 in training; 1 (SSD-Caffe's): no dropout.
 ])
 
 # VGG16's convolution blocks as (convolutions, depth); `conv<i>/conv<i>_<j>`
@@ -73,7 +75,8 @@ class SSDNet(object):
       anchor_steps=(8, 16, 32, 64, 100, 300),
       anchor_offset=0.5,
       normalizations=(20, -1, -1, -1, -1, -1),
-      prior_scaling=(0.1, 0.1, 0.2, 0.2))
+      prior_scaling=(0.1, 0.1, 0.2, 0.2),
+      dropout_keep_prob=1.)
 
   def __init__(self, params=None):
     self.params = params if params is not None else SSDNet.default_params
@@ -94,15 +97,14 @@ class SSDNet(object):
         **{name: value for name, value in overrides.items()
            if value is not None})
 
-  def net(self, inputs, is_training=True, dropout_keep_prob=0.5, reuse=None,
-          scope='ssd_300_vgg'):
+  def net(self, inputs, is_training=True, reuse=None, scope='ssd_300_vgg'):
     """Builds the network; call it inside `self.arg_scope()`.
 
     Args:
       inputs: [B, H, W, 3] images, or [B, 3, H, W] under an NCHW arg_scope;
         H and W give the feature shapes of `feat_shapes((H, W))`.
-      is_training: whether dropout is active.
-      dropout_keep_prob: keep probability of the dropout after conv6/conv7.
+      is_training: whether dropout (`params.dropout_keep_prob` < 1) is
+        active.
       reuse: whether to reuse the variables of `scope`.
       scope: variable scope.
 
@@ -135,12 +137,10 @@ class SSDNet(object):
           net, 1024, [3, 3], rate=6, scope='conv6',
           native=is_training and custom_layers.onednn_enabled())
       end_points['block6'] = net
-      net = slim.dropout(net, dropout_keep_prob, is_training=is_training,
-                         scope='dropout6')
+      net = self._dropout(net, is_training, scope='dropout6')
       net = slim.conv2d(net, 1024, [1, 1], scope='conv7')
       end_points['block7'] = net
-      net = slim.dropout(net, dropout_keep_prob, is_training=is_training,
-                         scope='dropout7')
+      net = self._dropout(net, is_training, scope='dropout7')
 
       for block, depth_1x1, depth_3x3, stride in _EXTRA_BLOCKS:
         with tf.compat.v1.variable_scope(block):
@@ -163,6 +163,14 @@ class SSDNet(object):
         predictions.append(tf.nn.softmax(layer_logits))
         localisations.append(layer_localisations)
     return predictions, localisations, logits, end_points
+
+  def _dropout(self, net, is_training, scope):
+    """Dropout of keep probability `params.dropout_keep_prob` in training;
+    no op at all when it is 1 or in inference."""
+    if not is_training or self.params.dropout_keep_prob >= 1.:
+      return net
+    return slim.dropout(net, self.params.dropout_keep_prob,
+                        is_training=True, scope=scope)
 
   def arg_scope(self, weight_decay=0.0005, data_format='NHWC'):
     """The arg_scope to build the network in.

@@ -218,3 +218,27 @@ def test_gradients_reach_every_trainable_variable():
     norms = sess.run([tf.norm(g) for g in gradients])
   for variable, norm in zip(variables, norms):
     assert np.isfinite(norm) and norm > 0., variable.op.name
+
+
+def _op_names():
+  return [op.name for op in tf.compat.v1.get_default_graph().get_operations()]
+
+
+@pytest.mark.parametrize('keep_prob, is_training, expected_scopes', [
+    (1., True, []),                              # The default: none at all.
+    (0.5, True, ['dropout6', 'dropout7']),
+    (0.5, False, []),
+])
+def test_dropout_after_conv6_and_conv7_only_when_asked(keep_prob, is_training,
+                                                      expected_scopes):
+  assert ssd_vgg_300.SSDNet.default_params.dropout_keep_prob == 1.
+  ssd = ssd_vgg_300.SSDNet(ssd_vgg_300.SSDNet.make_params(
+      dropout_keep_prob=keep_prob))
+  with tf.Graph().as_default():
+    _build(ssd, tf.compat.v1.placeholder(tf.float32, [1, 300, 300, 3]),
+           is_training=is_training)
+    scopes = sorted({name.split('/')[1] for name in _op_names()
+                     if 'dropout' in name.lower()})
+    assert _variables() == [('ssd_300_vgg/' + name, shape)
+                            for name, shape in EXPECTED_VARIABLES]
+  assert scopes == expected_scopes
