@@ -177,3 +177,30 @@ def test_deprecated_match_threshold_is_the_negative_threshold():
   np.testing.assert_allclose(
       _run_losses(*inputs, match_threshold=0.3),
       _numpy_losses(*inputs, negative_threshold=0.3), rtol=1e-5)
+
+
+def test_no_negative_threshold_is_the_match_threshold_no_band():
+  # Targets from the encoder at match threshold 0.4: every background anchor
+  # has IoU < 0.4, so negative_threshold None and 0.4 give the same loss,
+  # and 0.2 ignores the 0.2-0.4 band.
+  anchors = [SSD.anchors()[2]]  # block8, 10 x 10 x 6.
+  rng = np.random.RandomState(5)
+  logits = [rng.normal(size=[1, 10, 10, 6, 21])]
+  localisations = [rng.normal(size=[1, 10, 10, 6, 4])]
+  values = {}
+  with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+    targets = SSD.bboxes_encode(tf.constant([3]),
+                                tf.constant([[0.2, 0.25, 0.6, 0.7]]),
+                                anchors, match_threshold=0.4)
+    gclasses, glocalisations, gious = sess.run(targets)
+  batched = [[layer[np.newaxis] for layer in kind]
+             for kind in (gclasses, glocalisations, gious)]
+  band = (gclasses[0] == 0) & (gious[0] >= 0.2)
+  assert np.sum(gclasses[0] > 0) > 0 and np.sum(band) > 0
+  for threshold in (None, 0.4, 0.2):
+    values[threshold] = _run_losses(logits, localisations, *batched,
+                                    negative_threshold=threshold)
+  np.testing.assert_array_equal(values[None], values[0.4])
+  np.testing.assert_allclose(values[0.2], _numpy_losses(
+      logits, localisations, *batched, negative_threshold=0.2), rtol=1e-5)
+  assert values[0.2][1] != values[None][1]
