@@ -517,3 +517,57 @@ def test_progress_flag_and_terminal_decide(monkeypatch, argv, is_terminal,
   flag_values(['converter'] + argv)
   monkeypatch.setattr(sys.stdout, 'isatty', lambda: is_terminal)
   assert conversion.read_write_flags(flag_values)['progress'] is progress
+
+
+def _smooth_photo(height, width):
+  """A photo-like BGR image (smooth gradients: small, fast JPEG)."""
+  rows = np.linspace(0, 255, height, dtype=np.float32)[:, None]
+  cols = np.linspace(0, 255, width, dtype=np.float32)[None, :]
+  return np.stack([rows + 0 * cols, 0 * rows + cols, (rows + cols) / 2],
+                  axis=2).astype(np.uint8)
+
+
+def test_max_image_side_downscales_large_photos_boxes_unchanged(tmp_path):
+  """Issue 18.2: --max_image_side stores large photos smaller, boxes exact."""
+  voc = tmp_path / 'voc'
+  large = _smooth_photo(1200, 1600)
+  support.write_image(voc, 'large.jpg', large)
+  support.write_xml(voc, 'large', [('cat', 100, 200, 1500, 1100, 0, 0)],
+                    size=(1200, 1600))
+  support.write_image(voc, 'small.jpg', support.random_image(3, 40, 60))
+  support.write_xml(voc, 'small', [('dog', 5, 6, 30, 35, 0, 0)],
+                    size=(40, 60))
+  metadata = convert(voc, tmp_path / 'out', max_image_side=400)
+  assert metadata['num_downscaled'] == 1 and metadata['num_reencoded'] == 1
+  assert metadata['warnings'] == {}  # Sizes compared with the file's own.
+  large_example, small_example = support.read_examples(tmp_path / 'out',
+                                                       metadata)
+  value = lambda example, key: support.feature_values(example, key)  # noqa
+  # 1600 x 1200 scaled by 400 / 1600 = 1/4.
+  assert value(large_example, 'image/shape') == [300, 400, 3]
+  assert value(large_example, 'image/format') == [b'jpeg']
+  box = [value(large_example, 'image/object/bbox/' + key)[0]
+         for key in ('ymin', 'xmin', 'ymax', 'xmax')]
+  np.testing.assert_allclose(box, [200 / 1200, 100 / 1600, 1100 / 1200,
+                                   1500 / 1600], rtol=0, atol=1e-7)
+  with open(voc / 'JPEGImages' / 'small.jpg', 'rb') as f:
+    assert value(small_example, 'image/encoded') == [f.read()]
+  decoded_large, _ = support.decode_records(
+      [str(tmp_path / 'out' / metadata['files'][0])])
+  reference = cv2.resize(cv2.imread(str(voc / 'JPEGImages' / 'large.jpg')),
+                         (400, 300), interpolation=cv2.INTER_AREA)
+  assert decoded_large['image'].shape == (300, 400, 3)
+  assert np.abs(decoded_large['image'].astype(int) -
+                reference[:, :, ::-1]).mean() < 1.5  # JPEG quality 95.
+  assert image_files.downscaled_size(1800, 2400, 600) == (450, 600)
+  assert image_files.downscaled_size(3000, 4000, 1000) == (750, 1000)
+  assert image_files.downscaled_size(601, 7, 600) == (600, 7)
+  assert image_files.downscaled_size(40, 60, None) == (40, 60)
+
+
+def test_max_image_side_flag_reaches_the_write_step():
+  flag_values = flags.FlagValues()
+  conversion.define_write_flags(flag_values)
+  flag_values(['converter', '--max_image_side=512', '--allow_empty'])
+  options = conversion.read_write_flags(flag_values)
+  assert options['max_image_side'] == 512 and options['allow_empty']
