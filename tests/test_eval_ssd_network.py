@@ -13,13 +13,23 @@ img_c's is ignored; 2 non-difficult cats: precision 1, 1/2 at recall 1/2,
 1/2: AP_VOC07 = 6/11 (t = 0 ... 0.5), AP_VOC12 = 1/2.  Dogs have no
 non-difficult object: n/a.  Birds have one, never detected: AP 0.
 mAP over cat and bird: 3/11 and 1/4.
+
+COCO (pycocotools): difficult objects are crowd regions, so img_c's cat and
+img_b's dog (the tall detection covers it) are ignored; cats rank TP, FP at
+recall 1/2: precision 1 at the 51 recall points 0, 0.01, ..., 0.5 of 101,
+at every IoU threshold (the match is exact): cat AP 51/101, bird 0, dog no
+AP.  Only img_a's cat (174 x 87 px) is large, found by the first ranked
+cat: AP_large 1.  No object is small.
 """
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 
+import cv2
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -27,6 +37,7 @@ from datasets import dataset_factory
 import eval_ssd_network
 import detection_fixtures as helpers
 from utils import checkpoints
+from utils import drawing
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -38,6 +49,7 @@ IMAGES = [
     ('img_c', 160, 120, [('cat', 7.8, 10.4, 112.2, 149.6, 1)]),
 ]
 CAT_AP07, CAT_AP12 = 6 / 11, 0.5
+CAT_COCO_AP = 51 / 101
 
 
 @pytest.fixture(scope='module')
@@ -85,14 +97,21 @@ def _read_comp4(path):
     return [line.split() for line in comp4_file]
 
 
-def _event_scalars(eval_dir):
-  """{(tag, step): value} of the event files in eval_dir."""
-  scalars = {}
+def _events(eval_dir):
+  """{(tag, step): Summary.Value} of the event files in eval_dir."""
+  values = {}
   for path in glob.glob(os.path.join(eval_dir, 'events.out.tfevents.*')):
     for event in tf.compat.v1.train.summary_iterator(path):
       for value in event.summary.value:
-        scalars[(value.tag, event.step)] = value.simple_value
-  return scalars
+        values[(value.tag, event.step)] = value
+  return values
+
+
+def _run_eval(*args, cwd):
+  """Runs eval_ssd_network.py; the CompletedProcess."""
+  return subprocess.run(
+      [sys.executable, os.path.join(PROJECT_ROOT, 'eval_ssd_network.py')] +
+      list(args), capture_output=True, text=True, cwd=str(cwd), timeout=300)
 
 
 def test_moving_averages_and_max_num_batches(checkpoint_dir, dataset_dir):
@@ -119,23 +138,38 @@ def test_missing_checkpoint(tmp_path, dataset_dir):
 
 def test_command_line_writes_every_output(checkpoint_dir, dataset_dir,
                                           tmp_path):
+  train_dir = str(tmp_path / 'train')
+  shutil.copytree(checkpoint_dir, train_dir)
+  # The copy's index must name its own files (an absolute path would not).
+  with open(os.path.join(train_dir, 'checkpoint'), 'w') as index_file:
+    index_file.write('model_checkpoint_path: "model.ckpt-1234"\n')
   eval_dir = str(tmp_path / 'eval')
   # Batches of 2: the last one is partial, and ground truth gets padded.
   # Waiting for checkpoints: the existing one, then a 1 s timeout.
-  process = subprocess.run(
-      [sys.executable, os.path.join(PROJECT_ROOT, 'eval_ssd_network.py'),
-       '--checkpoint_path', checkpoint_dir, '--dataset_dir', dataset_dir,
-       '--eval_dir', eval_dir, '--batch_size', '2', '--wait_for_checkpoints',
-       '--eval_interval_secs', '0', '--timeout', '1'],
-      capture_output=True, text=True, cwd=str(tmp_path), timeout=300)
+  process = _run_eval(
+      '--checkpoint_path', train_dir, '--dataset_dir', dataset_dir,
+      '--eval_dir', eval_dir, '--batch_size', '2', '--wait_for_checkpoints',
+      '--eval_interval_secs', '0', '--timeout', '1', '--metrics', 'voc,coco',
+      '--num_summary_images', '2', cwd=tmp_path)
   assert process.returncode == 0, process.stderr[-3000:]
   table = process.stdout.splitlines()
   assert table[1].split() == ['class', 'AP_VOC07', 'AP_VOC12', '#GT']
   assert table[2].split() == ['cat', '0.5455', '0.5000', '2']
   assert table[3].split() == ['dog', 'n/a', 'n/a', '0']
+  assert ['AP', '%.4f' % (CAT_COCO_AP / 2)] in [line.split()
+                                                for line in table]
+  # Not a terminal: no progress bar.
+  assert '%|' not in process.stderr
 
   with open(os.path.join(eval_dir, 'results.json')) as results_file:
-    _check_results(json.load(results_file), checkpoint_dir)
+    results = json.load(results_file)
+  _check_results(results, train_dir)
+  assert results['metrics'] == ['voc', 'coco']
+  coco = results['coco']
+  for name in ('AP', 'AP50', 'AP75'):
+    assert coco[name] == pytest.approx(CAT_COCO_AP / 2), name
+  assert coco['AP_large'] == pytest.approx(1.)
+  assert coco['AP_small'] is None
 
   # comp4: image id, score, xmin ymin xmax ymax in each image's pixels.
   cats = _read_comp4(os.path.join(eval_dir, 'comp4_det_val_cat.txt'))
@@ -149,12 +183,95 @@ def test_command_line_writes_every_output(checkpoint_dir, dataset_dir,
       [0.6, 38.48, 0., 161.52, 100.], abs=0.01)
   assert _read_comp4(os.path.join(eval_dir, 'comp4_det_val_bird.txt')) == []
 
-  scalars = _event_scalars(eval_dir)
+  # detections.json: COCO results, images numbered 1, 2, 3 in split order,
+  # boxes [x, y, width, height].
+  with open(os.path.join(eval_dir, 'detections.json')) as detections_file:
+    detections = json.load(detections_file)
+  assert len(detections) == 6
+  assert detections[0] == {'image_id': 1, 'category_id': 1, 'score': 0.9,
+                           'bbox': [13., 6.5, 174., 87.]}
+  assert [d['image_id'] for d in detections] == [1, 1, 2, 2, 3, 3]
+
+  _check_events(_events(eval_dir))
+
+  # The best (only) checkpoint was kept, with its results.
+  best_dir = os.path.join(train_dir, 'best')
+  assert tf.train.latest_checkpoint(best_dir) == os.path.join(
+      best_dir, 'model.ckpt-1234')
+  with open(os.path.join(best_dir, 'results.json')) as results_file:
+    assert json.load(results_file)['mAP_VOC07'] == pytest.approx(
+        CAT_AP07 / 2)
+
+
+def _check_events(events):
+  """The scalars, PR curves and images of the evaluation at GLOBAL_STEP."""
   step = helpers.GLOBAL_STEP
-  assert scalars[('AP_VOC07/cat', step)] == pytest.approx(CAT_AP07)
-  assert scalars[('AP_VOC12/cat', step)] == pytest.approx(CAT_AP12)
-  assert scalars[('AP_VOC07/bird', step)] == 0.
-  assert scalars[('AP_VOC07/mAP', step)] == pytest.approx(CAT_AP07 / 2)
-  assert scalars[('AP_VOC12/mAP', step)] == pytest.approx(CAT_AP12 / 2)
-  # No AP, no scalar.
-  assert ('AP_VOC07/dog', step) not in scalars
+
+  def scalar(tag):
+    return events[(tag, step)].simple_value
+
+  assert scalar('AP_VOC07/cat') == pytest.approx(CAT_AP07)
+  assert scalar('AP_VOC12/cat') == pytest.approx(CAT_AP12)
+  assert scalar('AP_VOC07/bird') == 0.
+  assert scalar('AP_VOC07/mAP') == pytest.approx(CAT_AP07 / 2)
+  assert scalar('AP_VOC12/mAP') == pytest.approx(CAT_AP12 / 2)
+  assert scalar('COCO/AP') == pytest.approx(CAT_COCO_AP / 2)
+  assert scalar('COCO/AP_large') == pytest.approx(1.)
+  # No AP, no scalar and no curve.
+  assert ('AP_VOC07/dog', step) not in events
+  assert ('COCO/AP_small', step) not in events
+  assert ('PR_VOC/dog/pr_curves', step) not in events
+
+  # PR curves, 101 thresholds: the cats score 0.9 (TP, FP; img_c's is
+  # ignored), 2 objects: thresholds up to 0.9 keep both, above none.
+  value = events[('PR_VOC/cat/pr_curves', step)]
+  assert value.metadata.plugin_data.plugin_name == 'pr_curves'
+  tp, fp, tn, fn, precision, recall = tf.make_ndarray(value.tensor)
+  kept = np.arange(101) <= 90
+  np.testing.assert_array_equal(tp, np.where(kept, 1, 0))
+  np.testing.assert_array_equal(fp, np.where(kept, 1, 0))
+  np.testing.assert_array_equal(fn, np.where(kept, 1, 2))
+  np.testing.assert_array_equal(tn, 0)
+  np.testing.assert_allclose(precision, np.where(kept, 0.5, 0.), atol=1e-6)
+  np.testing.assert_allclose(recall, np.where(kept, 0.5, 0.), atol=1e-6)
+  tp, fp, _, fn = tf.make_ndarray(
+      events[('PR_VOC/bird/pr_curves', step)].tensor)[:4]
+  assert not tp.any() and not fp.any() and (fn == 1).all()
+
+  # Images: the first two of the split, ground truth left, detections
+  # scoring >= 0.5 right, 8 white columns between.
+  assert ('detections/img_c', step) not in events
+  encoded = events[('detections/img_a', step)].image.encoded_image_string
+  image = cv2.imdecode(np.frombuffer(encoded, np.uint8),
+                       cv2.IMREAD_COLOR)[..., ::-1]
+  assert image.shape == (100, 2 * 200 + 8, 3)
+  left, right = image[:, :200], image[:, 208:]
+  assert (image[:, 200:208] == 255).all()
+  cat, dog = drawing.class_color(1), drawing.class_color(2)
+  # The cat's box (x from 13 px), drawn on both sides; the dog's (x from
+  # 38.48 px), detected only.
+  assert tuple(left[50, 13]) == cat and tuple(right[50, 13]) == cat
+  assert tuple(right[50, 38]) == dog and tuple(left[50, 38]) != dog
+  assert ('detections/img_b', step) in events
+
+
+def test_timeout_with_nothing_evaluated_is_an_error(dataset_dir, tmp_path):
+  empty = tmp_path / 'train'
+  empty.mkdir()
+  process = _run_eval('--checkpoint_path', str(empty), '--dataset_dir',
+                      dataset_dir, '--wait_for_checkpoints', '--timeout',
+                      '0.5', '--eval_interval_secs', '0', cwd=tmp_path)
+  assert process.returncode == 1
+  assert process.stderr.strip().splitlines()[-1] == (
+      'error: no checkpoint appeared in %s within --timeout 0.5 s: nothing '
+      'was evaluated' % empty)
+
+
+def test_eval_dir_under_a_regular_file(checkpoint_dir, tmp_path):
+  (tmp_path / 'file').write_text('')
+  process = _run_eval('--checkpoint_path', checkpoint_dir, '--eval_dir',
+                      str(tmp_path / 'file' / 'eval'), cwd=tmp_path)
+  assert process.returncode == 1
+  assert process.stderr.strip().splitlines()[-1] == (
+      'error: --eval_dir %s: %s is a file, not a directory' % (
+          tmp_path / 'file' / 'eval', tmp_path / 'file'))

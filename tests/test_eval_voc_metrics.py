@@ -103,6 +103,24 @@ class TestAveragePrecision:
     assert voc_eval.average_precision_voc07(precision, recall) == (
         pytest.approx(6 / 11))
 
+  def test_pr_curve_counts_at_score_thresholds(self):
+    true_positive = np.array(self.TRUE_POSITIVE, bool)
+    curve = voc_eval.pr_curve_counts(self.SCORES, true_positive,
+                                     ~true_positive, 4, num_thresholds=11)
+    # Thresholds 0, 0.1, ..., 1: scores >= 0.5 at 0 ... 0.5 (TP, FP, TP, TP,
+    # FP), >= 0.6 (the first four), 0.7, 0.8, 0.9, none at 1.
+    np.testing.assert_array_equal(curve['true_positives'],
+                                  [3, 3, 3, 3, 3, 3, 3, 2, 1, 1, 0])
+    np.testing.assert_array_equal(curve['false_positives'],
+                                  [2, 2, 2, 2, 2, 2, 1, 1, 1, 0, 0])
+    np.testing.assert_array_equal(curve['false_negatives'],
+                                  [1, 1, 1, 1, 1, 1, 1, 2, 3, 3, 4])
+    np.testing.assert_array_equal(curve['true_negatives'], np.zeros(11))
+    np.testing.assert_allclose(curve['precision'][[0, 6, 7, 8, 9, 10]],
+                               [3 / 5, 3 / 4, 2 / 3, 1 / 2, 1, 0])
+    np.testing.assert_allclose(curve['recall'][[0, 6, 7, 8, 10]],
+                               [3 / 4, 3 / 4, 1 / 2, 1 / 4, 0])
+
   def test_perfect_and_empty(self):
     precision, recall = self._curve([0.9, 0.8], [1, 1], 2)
     assert voc_eval.average_precision_voc07(precision, recall) == 1.

@@ -142,6 +142,45 @@ def precision_recall(scores, true_positive, false_positive, num_positives):
           true_positives / float(num_positives))
 
 
+def pr_curve_counts(scores, true_positive, false_positive, num_positives,
+                    num_thresholds=101):
+  """Precision and recall of the detections scoring at least each threshold.
+
+  The thresholds are i / (num_thresholds - 1), i = 0 ... num_thresholds - 1,
+  the layout of TensorBoard's PR curves (`tensorboard.plugins.pr_curve`);
+  precision and recall use its formulas (a count of 0 gives 0), detections
+  are those of `match_detections` (ignored ones count nowhere).
+
+  Args:
+    scores: [D] scores.
+    true_positive, false_positive: [D] bool, from `match_detections`.
+    num_positives: non-difficult ground-truth objects.
+    num_thresholds: >= 2.
+
+  Returns:
+    {'true_positives', 'false_positives', 'true_negatives' (zeros: every
+    place without a detection is one), 'false_negatives', 'precision',
+    'recall'}: float64 [num_thresholds] each.
+  """
+  scores = np.asarray(scores, np.float64)
+  thresholds = np.arange(num_thresholds) / float(num_thresholds - 1)
+  kept = scores[np.newaxis, :] >= thresholds[:, np.newaxis]
+  true_positives = np.sum(kept & np.asarray(true_positive, bool), axis=1,
+                          dtype=np.float64)
+  false_positives = np.sum(kept & np.asarray(false_positive, bool), axis=1,
+                           dtype=np.float64)
+  false_negatives = num_positives - true_positives
+  tiny = 1e-7  # TensorBoard's minimum count.
+  return {'true_positives': true_positives,
+          'false_positives': false_positives,
+          'true_negatives': np.zeros(num_thresholds),
+          'false_negatives': false_negatives,
+          'precision': true_positives / np.maximum(
+              tiny, true_positives + false_positives),
+          'recall': true_positives / np.maximum(
+              tiny, true_positives + false_negatives)}
+
+
 def average_precision_voc07(precision, recall):
   """VOC2007's 11-point interpolated AP (see the module docstring)."""
   precision = np.asarray(precision, np.float64)
@@ -241,6 +280,13 @@ class VocEvaluator(object):
       self.detections[label].extend(
           (image_id, score, box) for score, box in zip(scores, boxes))
 
+  def matches(self, label):
+    """(scores, true_positive, false_positive) of every detection of class
+    `label`, images in the order added, each image's by decreasing score."""
+    return (_concatenate(self._scores[label], np.float64),
+            _concatenate(self._true_positives[label], bool),
+            _concatenate(self._false_positives[label], bool))
+
   def class_result(self, label):
     """{'AP_VOC07', 'AP_VOC12', 'num_gt', 'num_difficult', 'num_detections'}
     of one class; the APs are None without non-difficult objects."""
@@ -250,13 +296,18 @@ class VocEvaluator(object):
     if not num_gt:
       result.update(('AP_' + kind, None) for kind in AP_KINDS)
       return result
-    precision, recall = precision_recall(
-        _concatenate(self._scores[label], np.float64),
-        _concatenate(self._true_positives[label], bool),
-        _concatenate(self._false_positives[label], bool), num_gt)
+    precision, recall = precision_recall(*self.matches(label), num_gt)
     result.update(('AP_' + kind, _AP_FUNCTIONS[kind](precision, recall))
                   for kind in AP_KINDS)
     return result
+
+  def pr_curve(self, label, num_thresholds=101):
+    """`pr_curve_counts` of class `label` (None without non-difficult
+    objects)."""
+    if not self._num_gt[label]:
+      return None
+    return pr_curve_counts(*self.matches(label), self._num_gt[label],
+                           num_thresholds)
 
   def results(self):
     """The APs of every class and the mAPs.
