@@ -5,6 +5,7 @@ subprocesses on 127.0.0.1 (ports picked at run time), each in its own
 process group, killed whatever happens.  They keep SSD300 small: batch size
 1, bfloat16 compute, a few steps.
 """
+import json
 import os
 import re
 import signal
@@ -213,6 +214,70 @@ class TestResolveSettings:
     assert not local.device_filters  # The given config is left alone.
 
 
+def tf_config(ps, workers, task_type, index, chief=None):
+  """The TF_CONFIG text a cluster manager gives one task."""
+  cluster = {'ps': list(ps), 'worker': list(workers)}
+  if chief:
+    cluster['chief'] = [chief]
+  return json.dumps({'cluster': cluster,
+                     'task': {'type': task_type, 'index': index}})
+
+
+class TestTfConfig:
+
+  def test_chief_becomes_worker_0_and_workers_follow(self):
+    text = tf_config(['p:1'], ['w:1', 'w:2'], 'worker', 1, chief='c:1')
+    cluster = cluster_lib.Cluster.from_tf_config(text)
+    assert cluster == cluster_lib.Cluster(('p:1',), ('c:1', 'w:1', 'w:2'),
+                                          'worker', 2)
+    chief = cluster_lib.Cluster.from_tf_config(
+        tf_config(['p:1'], ['w:1', 'w:2'], 'chief', 0, chief='c:1'))
+    assert chief.is_chief and chief.fingerprint == cluster.fingerprint
+
+  def test_without_a_chief_worker_0_is_the_chief(self):
+    settings = cluster_lib.resolve_settings(
+        tf_config=tf_config(['p:1', 'p:2'], ['w:1', 'w:2'], 'ps', 1))
+    assert settings.cluster == cluster_lib.Cluster(
+        ('p:1', 'p:2'), ('w:1', 'w:2'), 'ps', 1)
+    assert settings[1:] == (2, 2, None)
+    assert cluster_lib.Cluster.from_tf_config(
+        tf_config(['p:1'], ['w:1', 'w:2'], 'worker', 0)).is_chief
+
+  def test_a_one_task_cluster_is_a_local_run(self):
+    assert cluster_lib.resolve_settings(
+        tf_config=tf_config([], ['w:1'], 'worker', 0)).cluster is None
+
+  def test_matching_flags_are_accepted(self):
+    settings = cluster_lib.resolve_settings(
+        'p:1', 'w:1,w:2', 'worker', 1,
+        tf_config=tf_config(['p:1'], ['w:1', 'w:2'], 'worker', 1))
+    assert settings.cluster.task == 1
+
+  @pytest.mark.parametrize('flags, message', [
+      (dict(ps_hosts='p:9', worker_hosts='w:1,w:2', job_name='worker',
+            task=1), r'TF_CONFIG and the cluster flags disagree: TF_CONFIG '
+       r'says ps \[p:1\], workers \[w:1, w:2\], this task worker 1; the '
+       r'flags say ps \[p:9\]'),
+      (dict(task=0, task_given=True), r'the flags say --task=0'),
+  ])
+  def test_conflicting_flags_are_a_clear_error(self, flags, message):
+    with pytest.raises(ValueError, match=message):
+      cluster_lib.resolve_settings(
+          tf_config=tf_config(['p:1'], ['w:1', 'w:2'], 'worker', 1), **flags)
+
+  @pytest.mark.parametrize('text, message', [
+      ('{"cluster": ', 'TF_CONFIG is not valid'),
+      (tf_config(['p:1'], ['w:1'], 'evaluator', 0), 'eval_ssd_network.py'),
+      (tf_config([], ['w:1', 'w:2'], 'worker', 0), 'has no "ps" tasks'),
+      (tf_config(['p:1'], ['w:1'], 'worker', 3), r'TF_CONFIG: --task=3'),
+      (json.dumps({'cluster': {'ps': ['p:1'], 'tpu': ['t:1']},
+                   'task': {'type': 'ps'}}), r'unknown job\(s\) tpu'),
+  ])
+  def test_bad_tf_config_names_tf_config(self, text, message):
+    with pytest.raises(ValueError, match=message):
+      cluster_lib.Cluster.from_tf_config(text)
+
+
 def test_conflicting_flags_fail_before_training(tmp_path):
   result = subprocess.run(
       [sys.executable, SCRIPT, '--ps_hosts=%s:1' % LOCALHOST,
@@ -224,6 +289,150 @@ def test_conflicting_flags_fail_before_training(tmp_path):
   assert result.returncode == 1
   assert '--worker_replicas=3 conflicts with the 2 hosts' in result.stderr
   assert 'Traceback' not in result.stderr
+
+
+# --------------------------------------------------------------------------
+# Cluster checks, bounded waits and signals, on real processes: tasks that
+# only start their server and run deployment/cluster.py (no SSD graph), so
+# each takes seconds.
+
+_TASK_STUB = r"""
+import json, sys, time
+from absl import logging
+logging.set_verbosity(logging.INFO)
+logging.use_absl_handler()
+import tensorflow as tf
+from deployment import cluster as cluster_lib
+tf.compat.v1.disable_eager_execution()
+ps, workers, job_name, task, timeouts = json.loads(sys.argv[1])
+cluster = cluster_lib.Cluster(tuple(ps), tuple(workers), job_name, task)
+timeouts = cluster_lib.Timeouts(*timeouts)
+try:
+  if cluster.is_ps:
+    cluster_lib.run_parameter_server(cluster, True, timeouts=timeouts)
+  else:
+    cluster_lib.start_worker(cluster, tf.compat.v1.ConfigProto(), timeouts)
+    logging.info('STARTED')
+    time.sleep(600)
+except cluster_lib.ClusterError as error:
+  logging.error('%s', error)
+  sys.exit(1)
+"""
+
+
+class StubTasks(object):
+  """Processes running one cluster task each with _TASK_STUB."""
+
+  def __init__(self, tmp_path, timeouts=(30, 2, 5)):
+    self._tmp_path = tmp_path
+    self._timeouts = timeouts
+    self.processes = {}
+
+  def start(self, name, ps, workers, job_name, task, timeouts=None):
+    log = open(str(self._tmp_path / (name + '.log')), 'w')
+    self.processes[name] = subprocess.Popen(
+        [sys.executable, '-c', _TASK_STUB,
+         json.dumps([ps, workers, job_name, task,
+                     timeouts or self._timeouts])],
+        stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
+        start_new_session=True)
+    log.close()
+
+  def log(self, name):
+    return (self._tmp_path / (name + '.log')).read_text()
+
+  def wait_for_line(self, name, text, timeout=EXIT_TIMEOUT_SECS):
+    deadline = time.time() + timeout
+    while text not in self.log(name):
+      assert self.processes[name].poll() is None, self.log(name)
+      assert time.time() < deadline, '%s: no %r in\n%s' % (name, text,
+                                                             self.log(name))
+      time.sleep(0.2)
+
+  def wait(self, name, timeout=EXIT_TIMEOUT_SECS):
+    try:
+      return self.processes[name].wait(timeout)
+    except subprocess.TimeoutExpired:
+      pytest.fail('%s still running after %d s:\n%s' % (name, timeout,
+                                                         self.log(name)))
+
+  def kill_all(self):
+    for process in self.processes.values():
+      if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(EXIT_TIMEOUT_SECS)
+
+
+@pytest.fixture
+def stub_tasks(tmp_path):
+  tasks = StubTasks(tmp_path)
+  yield tasks
+  tasks.kill_all()
+
+
+def loopback_hosts(count):
+  return ['%s:%d' % (LOCALHOST, port) for port in free_ports(count)]
+
+
+def test_a_worker_with_other_ps_hosts_fails_naming_both_lists_and_the_ps_stops_on_sigint(
+    stub_tasks):
+  """The mismatched worker stops at once; the ps, blocked on its queue of
+  done reports, stops on SIGINT."""
+  hosts = loopback_hosts(4)
+  ps, workers, other_ps = hosts[:1], hosts[1:3], hosts[:1] + hosts[3:]
+  stub_tasks.start('ps0', ps, workers, 'ps', 0)
+  stub_tasks.start('worker0', ps, workers, 'worker', 0)
+  stub_tasks.start('worker1', other_ps, workers, 'worker', 1)
+  assert stub_tasks.wait('worker1') == 1
+  log = stub_tasks.log('worker1')
+  assert ('Cluster mismatch: this task, worker task 1 (%s), was given ps '
+          '[%s], workers [%s]; the chief was given ps [%s], workers [%s]' % (
+              workers[1], ', '.join(other_ps), ', '.join(workers),
+              ps[0], ', '.join(workers))) in log, log
+  assert 'Traceback' not in log
+  stub_tasks.wait_for_line('worker0', 'STARTED')
+
+  stub_tasks.wait_for_line('ps0', 'Serving until the workers [0, 1] report')
+  os.killpg(stub_tasks.processes['ps0'].pid, signal.SIGINT)
+  started = time.time()
+  assert stub_tasks.wait('ps0', timeout=10) == 0
+  assert time.time() - started < 5
+  assert 'SIGINT: ps task 0 stops.' in stub_tasks.log('ps0')
+
+
+def test_a_ps_with_other_worker_hosts_fails_and_an_absent_ps_times_out(
+    stub_tasks):
+  hosts = loopback_hosts(6)
+  ps, workers = hosts[:1], hosts[1:3]
+  stub_tasks.start('ps0', ps, workers + hosts[3:4], 'ps', 0)
+  stub_tasks.start('worker0', ps, workers, 'worker', 0)
+  # A worker of another cluster whose ps task nobody runs (timeout: 3 s).
+  stub_tasks.start('lone', hosts[4:5], hosts[5:], 'worker', 0, (3, 2, 5))
+  assert stub_tasks.wait('ps0') == 1
+  assert ('Cluster mismatch: this task, ps task 0 (%s), was given ps [%s], '
+          'workers [%s]; the chief was given' % (
+              ps[0], ps[0], ', '.join(workers + hosts[3:4]))
+          ) in stub_tasks.log('ps0')
+  assert stub_tasks.wait('lone') == 1
+  assert ('ps task 0 at %s did not answer within 3 s (--cluster_timeout_secs)'
+          % hosts[4]) in stub_tasks.log('lone')
+
+
+def test_tasks_waiting_for_their_chief_stop_on_sigint_and_sigterm(
+    stub_tasks):
+  hosts = loopback_hosts(3)
+  ps, workers = hosts[:1], hosts[1:]
+  stub_tasks.start('ps0', ps, workers, 'ps', 0)
+  stub_tasks.start('worker1', ps, workers, 'worker', 1)
+  for name in ('ps0', 'worker1'):
+    stub_tasks.wait_for_line(name, 'Starting ')
+  time.sleep(2)  # Inside the wait for the chief's cluster description.
+  os.killpg(stub_tasks.processes['worker1'].pid, signal.SIGINT)
+  os.killpg(stub_tasks.processes['ps0'].pid, signal.SIGTERM)
+  for name, sig in [('worker1', 'SIGINT'), ('ps0', 'SIGTERM')]:
+    assert stub_tasks.wait(name, timeout=10) == 1
+    assert ("Stopped by %s while waiting for the chief's cluster "
+            "description" % sig) in stub_tasks.log(name)
 
 
 # --------------------------------------------------------------------------
