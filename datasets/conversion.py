@@ -48,8 +48,11 @@ WARNING_KINDS = collections.OrderedDict([
     ('missing_image', 'annotation without image file, skipped'),
     ('corrupt_image', 'unreadable or corrupt image, skipped'),
 ])
-# Staging folders of an unfinished run: `.<output_name>.incomplete-XXXX`.
+# Staging folders of an unfinished run: `.<output_name>.incomplete-XXXX`
+# (removed by the next run); the previous files during the swap:
+# `.<output_name>.previous-XXXX` (never removed automatically).
 _STAGING_INFIX = '.incomplete-'
+_BACKUP_INFIX = '.previous-'
 
 
 class ConversionError(ValueError):
@@ -280,15 +283,21 @@ def _remove_stale_staging(output_dir, output_name):
       shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
 
 
-def _swap_in(staging_dir, output_dir, output_name, new_names):
+def _swap_in(staging_dir, output_dir, output_name, new_names, kept_note):
   """Replaces the old output of `output_name` with the staged files.
 
-  The old files are first moved aside into another staging folder, the new
-  ones moved in (metadata last), then the old ones deleted; if a move fails,
-  the old files are put back.
+  The old files (and labels.txt) are first moved aside into a
+  `.<output_name>.previous-XXXX` folder, the new ones moved in (metadata
+  last), then the old ones deleted.  If a move fails, the old files are put
+  back; if even that fails, the error names the folder that holds them.
+
+  Raises:
+    ConversionError: a move failed.
   """
   old_names = _old_output(output_dir, output_name)
-  backup_dir = tempfile.mkdtemp(prefix='.' + output_name + _STAGING_INFIX,
+  if os.path.exists(os.path.join(output_dir, dataset_utils.LABELS_FILENAME)):
+    old_names.append(dataset_utils.LABELS_FILENAME)
+  backup_dir = tempfile.mkdtemp(prefix='.' + output_name + _BACKUP_INFIX,
                                 dir=output_dir)
   moved_in = []
   try:
@@ -297,14 +306,23 @@ def _swap_in(staging_dir, output_dir, output_name, new_names):
     for name in new_names:
       os.replace(os.path.join(staging_dir, name), os.path.join(output_dir, name))
       moved_in.append(name)
-  except OSError:
-    for name in moved_in:
-      os.remove(os.path.join(output_dir, name))
-    for name in os.listdir(backup_dir):
-      os.replace(os.path.join(backup_dir, name), os.path.join(output_dir, name))
-    raise
-  finally:
-    shutil.rmtree(backup_dir, ignore_errors=True)
+  except OSError as error:
+    try:
+      for name in moved_in:
+        os.remove(os.path.join(output_dir, name))
+      for name in os.listdir(backup_dir):
+        os.replace(os.path.join(backup_dir, name),
+                   os.path.join(output_dir, name))
+      os.rmdir(backup_dir)
+    except OSError as restore_error:
+      raise ConversionError(
+          'writing %s in %s failed (%s), and putting the previous files back '
+          'failed too (%s): they are in %s' % (
+              output_name, output_dir, error, restore_error,
+              backup_dir)) from None
+    raise ConversionError('writing %s in %s failed: %s (%s)' % (
+        output_name, output_dir, error, kept_note)) from None
+  shutil.rmtree(backup_dir, ignore_errors=True)
 
 
 def _write_records(plan, staging_dir, output_name, samples_per_file,
@@ -451,15 +469,15 @@ def write_dataset(plan, output_dir, output_name, source, samples_per_file=200,
               '%s: %d' % item for item in metadata['warnings'].items())))
     dataset_utils.write_metadata(metadata, staging_dir)
     dataset_utils.write_label_file(labels_to_names, staging_dir)
-    _swap_in(staging_dir, output_dir, output_name,
-             shards.files + [output_name + '.json'])
-    os.replace(os.path.join(staging_dir, dataset_utils.LABELS_FILENAME),
-               os.path.join(output_dir, dataset_utils.LABELS_FILENAME))
   except ConversionError as error:
     raise ConversionError('%s (%s)' % (error, kept_note)) from None
   except OSError as error:
     raise ConversionError('writing %s in %s failed: %s (%s)' % (
         output_name, output_dir, error, kept_note)) from None
+  else:
+    _swap_in(staging_dir, output_dir, output_name,
+             shards.files + [dataset_utils.LABELS_FILENAME,
+                             output_name + '.json'], kept_note)
   finally:
     shutil.rmtree(staging_dir, ignore_errors=True)
   return metadata

@@ -425,19 +425,19 @@ def test_zero_images_fail_unless_allowed_and_factory_refuses(tmp_path):
     dataset_factory.get_dataset('voc', 'train', str(out))
 
 
-def test_output_under_a_regular_file_is_a_one_line_error(tmp_path):
-  """Issue 16.10: NotADirectoryError becomes the tool's `error:` line."""
+def test_output_under_a_regular_file_is_a_conversion_error(tmp_path):
+  """Issue 16.10: not a NotADirectoryError traceback but a ConversionError,
+  which main() prints as its one `error:` line (see the CLI tests)."""
   voc = tmp_path / 'voc'
   support.make_voc(voc, 1)
   (tmp_path / 'a_file').write_text('x')
-  done = _run_cli('--dataset_dir=%s' % voc, '--discover_labels',
-                  '--output_dir=%s' % (tmp_path / 'a_file' / 'out'),
-                  '--output_name=pets_train')
-  assert done.returncode == 1
-  assert done.stderr.strip().splitlines()[-1] == (
-      'error: cannot create output_dir %s (Not a directory)' %
-      (tmp_path / 'a_file' / 'out'))
-  assert 'Traceback' not in done.stderr
+  for output_dir in (tmp_path / 'a_file' / 'out', tmp_path / 'a_file'):
+    with pytest.raises(converter.ConversionError) as raised:
+      convert(voc, output_dir)
+    assert str(raised.value) == (
+        'cannot create output_dir %s (%s)' % (
+            output_dir, 'Not a directory' if output_dir.name == 'out'
+            else 'File exists'))
 
 
 def test_skip_bad_skips_unknown_classes_and_names_them(tmp_path):
@@ -571,3 +571,29 @@ def test_max_image_side_flag_reaches_the_write_step():
   flag_values(['converter', '--max_image_side=512', '--allow_empty'])
   options = conversion.read_write_flags(flag_values)
   assert options['max_image_side'] == 512 and options['allow_empty']
+
+
+def test_a_failed_swap_puts_the_old_files_back(tmp_path, monkeypatch):
+  voc, out = tmp_path / 'voc', tmp_path / 'out'
+  support.make_voc(voc, 4)
+  convert(voc, out, samples_per_file=2)
+  before = _file_bytes(out)
+  real_replace, failed = os.replace, []
+
+  def replace_failing_on_the_metadata(source, target):
+    # Fails once: moving the new metadata in, after the old files moved
+    # aside and the new shards moved in.
+    if not failed and target == str(out / 'pets_train.json'):
+      failed.append(target)
+      raise OSError(28, 'No space left on device')
+    real_replace(source, target)
+
+  monkeypatch.setattr(os, 'replace', replace_failing_on_the_metadata)
+  with pytest.raises(converter.ConversionError,
+                     match='No space left on device.*pets_train in .* was '
+                     'left unchanged'):
+    convert(voc, out, samples_per_file=1)
+  monkeypatch.undo()
+  assert failed
+  assert _file_bytes(out) == before
+  assert sorted(os.listdir(out)) == sorted(before)
