@@ -11,8 +11,13 @@ pixels.  The detector is the one evaluation and export use
 (`utils.detection`), so the detections are the same.
 
 Before anything is built, the checkpoint's number of classes is checked
-against --labels, and every image is read (an unreadable one stops the run
-with its name).
+against --labels and the output folder is created.  An unreadable file in
+the images is skipped with a warning naming it (the run ends with the count
+of skipped files); --strict stops at the first one instead.  A truncated
+JPEG (which OpenCV decodes with its lower part grey, saying only "Premature
+end of JPEG file") is flagged by name, and is an error with --strict.  On a
+terminal a progress bar shows the images done, their rate and the time left
+(--noprogress turns it off).
 """
 import collections
 import os
@@ -23,12 +28,13 @@ from absl import flags
 from absl import logging
 import cv2
 import tensorflow as tf
+import tqdm
 
-from datasets import pascalvoc_to_tfrecords
+from datasets import image_files
 from datasets import voc_common
-from utils import checkpoints
 from utils import detection
 from utils import drawing
+from utils import paths
 
 _v1 = tf.compat.v1
 
@@ -38,6 +44,11 @@ ImageDetections = collections.namedtuple(
     'ImageDetections', ['path', 'height', 'width', 'classes', 'scores',
                         'bboxes'])
 
+# An image the demo could not use as it is: skipped (unreadable) or kept
+# with a warning (a truncated JPEG); `message` names the file.
+ImageProblem = collections.namedtuple('ImageProblem',
+                                      ['path', 'skipped', 'message'])
+
 # The demo shows confident detections only.
 DEFAULT_SETTINGS = detection.DetectionSettings(select_threshold=0.5)
 
@@ -46,7 +57,7 @@ FLAGS = flags.FLAGS
 
 def define_flags():
   """Defines the demo flags (only when run as a program)."""
-  detection.define_flags(checkpoints.FINE_TUNING_DIR,
+  detection.define_flags(paths.FINE_TUNING_DIR,
                          DEFAULT_SETTINGS)
   flags.adopt_module_key_flags(detection)
   flags.DEFINE_multi_string('images', None,
@@ -59,6 +70,12 @@ def define_flags():
                       'Labels file (id:name lines, 0 = background), e.g. the '
                       'labels.txt of the training TFRecords; checked against '
                       'the checkpoint. Default: classes shown as numbers.')
+  flags.DEFINE_boolean('strict', False,
+                       'Stop at the first unreadable image or truncated JPEG '
+                       'instead of skipping (flagging) it with a warning.')
+  flags.DEFINE_boolean('progress', True,
+                       'Show a progress bar (only on a terminal); '
+                       '--noprogress turns it off.')
   flags.mark_flags_as_required(['output_dir'])
 
 
@@ -73,10 +90,10 @@ def list_images(paths):
     if os.path.isdir(path):
       found = sorted(
           os.path.join(path, name) for name in os.listdir(path)
-          if name.endswith(pascalvoc_to_tfrecords.IMAGE_EXTENSIONS))
+          if name.endswith(image_files.IMAGE_EXTENSIONS))
       if not found:
         raise ValueError('folder %s holds no image (%s)' % (
-            path, ' '.join(pascalvoc_to_tfrecords.IMAGE_EXTENSIONS)))
+            path, ' '.join(image_files.IMAGE_EXTENSIONS)))
       files.extend(found)
     elif os.path.isfile(path):
       files.append(path)
@@ -86,22 +103,67 @@ def list_images(paths):
 
 
 def read_image(path):
-  """The image as uint8 RGB [H, W, 3].
+  """The image as uint8 RGB [H, W, 3] and whether it is a truncated JPEG.
+
+  EXIF orientation is ignored, as TensorFlow's decoders (evaluation, the
+  exported model) ignore it.
 
   Raises:
-    ValueError: if OpenCV cannot read it.
+    ValueError: if the file cannot be read or decoded; the message names it.
   """
-  image = cv2.imread(path, cv2.IMREAD_COLOR)
+  try:
+    with open(path, 'rb') as image_file:
+      data = image_file.read()
+  except OSError as error:
+    raise ValueError('cannot read image %s: %s' % (
+        path, error.strerror or error)) from None
+  header = image_files.jpeg_header(data)
+  truncated = header is not None and not header[2]
+  # imread, not imdecode: OpenCV's imdecode rejects truncated JPEGs that
+  # imread decodes (grey where the data ends).
+  image = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+                    ) if data else None
   if image is None:
-    raise ValueError('cannot read image %s: missing, unreadable, or not an '
-                     'image format OpenCV decodes' % path)
-  return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    raise ValueError('cannot read image %s: empty, or not an image format '
+                     'OpenCV decodes' % path)
+  return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), truncated
+
+
+def read_images(image_paths, problems=None):
+  """Yields (path, uint8 RGB pixels) of the images, one at a time.
+
+  Args:
+    image_paths: image files.
+    problems: None to raise at the first bad image (strict), or a list that
+      gets an `ImageProblem` for every unreadable image (skipped) and
+      truncated JPEG (kept), each also logged as a warning.
+
+  Raises:
+    ValueError: with problems=None, an unreadable image or truncated JPEG.
+  """
+  for path in image_paths:
+    try:
+      pixels, truncated = read_image(path)
+    except ValueError as error:
+      if problems is None:
+        raise
+      logging.warning('skipping %s', error)
+      problems.append(ImageProblem(path, True, str(error)))
+      continue
+    if truncated:
+      message = ('image %s is a truncated JPEG (no end marker): its lower '
+                 'part is not in the file' % path)
+      if problems is None:
+        raise ValueError(message)
+      logging.warning('%s; detecting on what there is', message)
+      problems.append(ImageProblem(path, False, message))
+    yield path, pixels
 
 
 def detect(checkpoint_path, image_paths, num_classes=None,
            model_name='ssd_300_vgg',
            settings=DEFAULT_SETTINGS,
-           moving_average_decay=None):
+           moving_average_decay=None, problems=None, progress=False):
   """Detects objects in image files.
 
   Args:
@@ -112,35 +174,49 @@ def detect(checkpoint_path, image_paths, num_classes=None,
     model_name: network name.
     settings: `utils.detection.DetectionSettings`.
     moving_average_decay: if set, use the moving averages of the weights.
+    problems: see `read_images`: None stops at a bad image, a list collects
+      the bad images (unreadable ones are skipped).
+    progress: show a progress bar (only when stdout is a terminal).
 
   Returns:
-    One `ImageDetections` per image, in order.
+    One `ImageDetections` per image read, in order.
 
   Raises:
     CheckpointError: missing checkpoint or a class count that differs.
-    ValueError: an unreadable image.
+    ValueError: an unreadable image (with problems=None).
   """
+  return [detections for detections, _ in iterate_detections(
+      checkpoint_path, image_paths, num_classes, model_name, settings,
+      moving_average_decay, problems, progress)]
+
+
+def iterate_detections(checkpoint_path, image_paths, num_classes=None,
+                       model_name='ssd_300_vgg', settings=DEFAULT_SETTINGS,
+                       moving_average_decay=None, problems=None,
+                       progress=False):
+  """`detect` as a generator of (ImageDetections, RGB pixels), each image
+  once its detections are found."""
   checkpoint_path, ssd_net = detection.load_network(
       checkpoint_path, model_name, num_classes, 'the labels')
-  images = [read_image(path) for path in image_paths]
   with tf.Graph().as_default():
     image = _v1.placeholder(tf.uint8, [None, None, 3], name='image')
     network_input, bbox_img = detection.preprocess(image, ssd_net, model_name,
                                                    settings.resize)
     outputs = detection.detect(ssd_net, network_input[tf.newaxis],
                                bbox_img[tf.newaxis], settings)
-    saver = detection.make_saver(checkpoint_path, moving_average_decay)
-    results = []
+    saver = detection.make_saver(checkpoint_path, moving_average_decay,
+                                 model_name)
     with _v1.Session() as session:
       saver.restore(session, checkpoint_path)
-      for path, pixels in zip(image_paths, images):
+      images = tqdm.tqdm(image_paths, unit='image',
+                         disable=not (progress and sys.stdout.isatty()))
+      for path, pixels in read_images(images, problems):
         values = session.run(outputs, {image: pixels})
         count = values['num_detections'][0]
-        results.append(ImageDetections(
+        yield ImageDetections(
             path, pixels.shape[0], pixels.shape[1],
             values['classes'][0][:count], values['scores'][0][:count],
-            values['bboxes'][0][:count]))
-  return results
+            values['bboxes'][0][:count]), pixels
 
 
 def pixel_boxes(detections):
@@ -160,7 +236,7 @@ def format_detections(detections, labels_to_names):
 
 
 def run(checkpoint_path, image_paths, output_dir, labels_path=None,
-        **detect_kwargs):
+        strict=False, progress=False, **detect_kwargs):
   """The demo: detects, prints and writes the drawn images.
 
   Args:
@@ -168,10 +244,19 @@ def run(checkpoint_path, image_paths, output_dir, labels_path=None,
     image_paths: image files or folders (see `list_images`).
     output_dir: where the drawn images go (created).
     labels_path: labels file checked against the checkpoint, or None.
+    strict: stop at the first unreadable image or truncated JPEG instead of
+      skipping (flagging) it.
+    progress: show a progress bar on a terminal.
     **detect_kwargs: model_name, settings, moving_average_decay of `detect`.
 
   Returns:
-    The `ImageDetections` of the images.
+    (the `ImageDetections` of the images read, the `ImageProblem`s of the
+    images skipped or flagged).
+
+  Raises:
+    ValueError: bad arguments, an output folder that cannot be created, a
+      bad image with strict; CheckpointError for a checkpoint that does not
+      fit.
   """
   image_paths = list_images(image_paths)
   names = [os.path.basename(path) for path in image_paths]
@@ -180,19 +265,32 @@ def run(checkpoint_path, image_paths, output_dir, labels_path=None,
     raise ValueError('several images are called %s; their outputs would '
                      'overwrite each other' % ', '.join(repeated))
   labels_to_names = detection.read_labels(labels_path) if labels_path else {}
-  results = detect(checkpoint_path, image_paths,
-                   num_classes=len(labels_to_names) or None, **detect_kwargs)
-  os.makedirs(output_dir, exist_ok=True)
-  for detections, name in zip(results, names):
-    print('%s: %d detections' % (detections.path, len(detections.classes)))
+  detection.make_output_dir(output_dir, '--output_dir')
+  problems = None if strict else []
+  results = []
+  for detections, pixels in iterate_detections(
+      checkpoint_path, image_paths, len(labels_to_names) or None,
+      problems=problems, progress=progress, **detect_kwargs):
+    results.append(detections)
+    tqdm.tqdm.write('%s: %d detections' % (detections.path,
+                                           len(detections.classes)))
     for line in format_detections(detections, labels_to_names):
-      print('  ' + line)
-    image = drawing.draw_detections(
-        read_image(detections.path), detections.bboxes, detections.classes,
-        detections.scores, labels_to_names)
-    cv2.imwrite(os.path.join(output_dir, name),
-                cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-  return results
+      tqdm.tqdm.write('  ' + line)
+    drawn = drawing.draw_detections(pixels, detections.bboxes,
+                                    detections.classes, detections.scores,
+                                    labels_to_names)
+    output_path = os.path.join(output_dir, os.path.basename(detections.path))
+    if not cv2.imwrite(output_path, cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)):
+      raise ValueError('cannot write %s' % output_path)
+  problems = problems or []
+  skipped = [problem.path for problem in problems if problem.skipped]
+  flagged = [problem.path for problem in problems if not problem.skipped]
+  if problems:
+    logging.warning('%d of %d images skipped (unreadable): %s; %d truncated '
+                    'JPEG(s) flagged: %s', len(skipped), len(image_paths),
+                    ', '.join(skipped) or '-', len(flagged),
+                    ', '.join(flagged) or '-')
+  return results, problems
 
 
 def main(argv):
@@ -202,13 +300,17 @@ def main(argv):
     raise app.UsageError('no images: give them with --images')
   _v1.disable_eager_execution()
   try:
-    run(FLAGS.checkpoint_path, images, FLAGS.output_dir, FLAGS.labels,
+    _, problems = run(
+        FLAGS.checkpoint_path, images, FLAGS.output_dir, FLAGS.labels,
+        strict=FLAGS.strict, progress=FLAGS.progress,
         model_name=FLAGS.model_name,
         settings=detection.settings_from_flags(FLAGS),
         moving_average_decay=FLAGS.moving_average_decay)
   except ValueError as error:
-    logging.error('%s', error)
-    sys.exit(1)
+    sys.exit('error: %s' % error)
+  if problems:
+    print('%d image(s) skipped or flagged, see the warnings' % len(problems),
+          file=sys.stderr)
 
 
 if __name__ == '__main__':

@@ -35,8 +35,8 @@ from absl import logging
 import tensorflow as tf
 
 from datasets import dataset_utils
-from utils import checkpoints
 from utils import detection
+from utils import paths
 
 _v1 = tf.compat.v1
 
@@ -54,7 +54,7 @@ FLAGS = flags.FLAGS
 
 def define_flags():
   """Defines the export flags (only when run as a program)."""
-  detection.define_flags(checkpoints.FINE_TUNING_DIR)
+  detection.define_flags(paths.FINE_TUNING_DIR)
   flags.adopt_module_key_flags(detection)
   flags.DEFINE_string('export_dir', None,
                       'Directory of the SavedModel; must not exist yet (for '
@@ -107,6 +107,8 @@ def export(checkpoint_path, export_dir, model_name='ssd_300_vgg',
   if tf.io.gfile.exists(export_dir):
     raise ValueError('export_dir %s already exists: SavedModels are not '
                      'overwritten, give a new directory' % export_dir)
+  detection.make_output_dir(os.path.dirname(os.path.abspath(export_dir)),
+                            '--export_dir')
   num_classes = len(detection.read_labels(labels_path)) if labels_path else None
   checkpoint_path, ssd_net = detection.load_network(
       checkpoint_path, model_name, num_classes,
@@ -114,7 +116,8 @@ def export(checkpoint_path, export_dir, model_name='ssd_300_vgg',
   with tf.Graph().as_default():
     encoded_images, outputs = build_serving_graph(ssd_net, model_name,
                                                   settings)
-    saver = detection.make_saver(checkpoint_path, moving_average_decay)
+    saver = detection.make_saver(checkpoint_path, moving_average_decay,
+                                 model_name)
     with _v1.Session() as session:
       saver.restore(session, checkpoint_path)
       builder = _v1.saved_model.Builder(export_dir)
@@ -143,8 +146,7 @@ def main(argv):
            moving_average_decay=FLAGS.moving_average_decay,
            labels_path=FLAGS.labels)
   except ValueError as error:
-    logging.error('%s', error)
-    sys.exit(1)
+    sys.exit('error: %s' % error)
 
 
 if __name__ == '__main__':

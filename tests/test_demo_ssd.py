@@ -2,17 +2,28 @@
 detection_fixtures): in every image a cat (label 1) at SQUARE_BOX scoring
 0.9 and a dog (label 2) at TALL_BOX scoring 0.6, boxes in the 300x300
 network input."""
+import fcntl
+import glob
 import os
+import pty
+import shutil
+import struct
 import subprocess
 import sys
+import termios
 
 import cv2
 import numpy as np
 import pytest
+import tensorflow as tf
+from utils import tf_compat  # noqa: F401  (before tf_slim)
+import tf_slim as slim
 
 from datasets import dataset_utils
 from datasets import voc_common
 import demo_ssd
+from nets import nets_factory
+from nets import ssd_vgg_300
 import detection_fixtures as helpers
 from utils import checkpoints
 from utils import detection
@@ -119,3 +130,150 @@ def test_labels_that_do_not_fit_the_checkpoint(checkpoint_dir, images,
                  str(tmp_path / 'labels.txt'))
   with pytest.raises(checkpoints.CheckpointError, match='does not exist'):
     demo_ssd.detect(str(tmp_path / 'model.ckpt-1'), images)
+
+
+def _build_network(num_classes):
+  ssd_net = ssd_vgg_300.SSDNet(
+      ssd_vgg_300.SSDNet.default_params._replace(num_classes=num_classes))
+  with slim.arg_scope(ssd_net.arg_scope()):
+    ssd_net.net(tf.compat.v1.placeholder(tf.float32, [1, 300, 300, 3]),
+                is_training=False)
+
+
+def test_saver_names_variables_whose_shapes_differ(checkpoint_dir):
+  checkpoint = checkpoints.resolve_checkpoint_path(checkpoint_dir)
+  # A 3-class network against the 4-class checkpoint: utils.checkpoints'
+  # check names each class head whose shape differs.
+  with tf.Graph().as_default():
+    _build_network(3)
+    with pytest.raises(checkpoints.CheckpointError,
+                       match=r'block11_box/conv_cls/weights: model '
+                       r'\[3, 3, 256, 12\], checkpoint \[3, 3, 256, 16\]'):
+      detection.make_saver(checkpoint)
+  # The checkpoint holds no moving averages.
+  with tf.Graph().as_default():
+    _build_network(helpers.NUM_CLASSES)
+    with pytest.raises(checkpoints.CheckpointError,
+                       match='holds no moving averages'):
+      detection.make_saver(checkpoint, 0.99)
+
+
+@pytest.fixture(scope='module')
+def folder_with_bad_files(tmp_path_factory):
+  """good.png, bad.jpg (not an image), empty.jpg and cut.jpg (the first
+  half of a JPEG: no end marker)."""
+  directory = tmp_path_factory.mktemp('bad_folder')
+  cv2.imwrite(str(directory / 'good.png'), helpers.gray_image(60, 80))
+  (directory / 'bad.jpg').write_bytes(b'not a JPEG')
+  (directory / 'empty.jpg').write_bytes(b'')
+  _, encoded = cv2.imencode('.jpg', helpers.gray_image(60, 80, seed=3))
+  (directory / 'cut.jpg').write_bytes(encoded.tobytes()[:len(encoded) // 2])
+  return str(directory)
+
+
+def test_bad_files_in_a_folder_are_skipped_and_counted(
+    checkpoint_dir, folder_with_bad_files, tmp_path):
+  output_dir = tmp_path / 'out'
+  results, problems = demo_ssd.run(checkpoint_dir, [folder_with_bad_files],
+                                   str(output_dir))
+  assert [os.path.basename(r.path) for r in results] == ['cut.jpg',
+                                                         'good.png']
+  assert sorted(os.listdir(str(output_dir))) == ['cut.jpg', 'good.png']
+  assert [(os.path.basename(p.path), p.skipped) for p in problems] == [
+      ('bad.jpg', True), ('cut.jpg', False), ('empty.jpg', True)]
+  assert 'truncated JPEG' in problems[1].message
+  assert all(p.path in p.message for p in problems)
+  with pytest.raises(ValueError, match='cannot read image .*bad.jpg'):
+    demo_ssd.run(checkpoint_dir, [folder_with_bad_files],
+                 str(tmp_path / 'strict'), strict=True)
+  with pytest.raises(ValueError, match='cut.jpg is a truncated JPEG'):
+    demo_ssd.run(checkpoint_dir, [os.path.join(folder_with_bad_files,
+                                               'cut.jpg')],
+                 str(tmp_path / 'strict'), strict=True)
+
+
+def test_command_line_on_a_terminal_warns_by_name_with_a_progress_bar(
+    checkpoint_dir, folder_with_bad_files, tmp_path):
+  # stdout and stderr on a pseudo-terminal, as in an interactive shell.
+  controller, terminal = pty.openpty()
+  # 30 rows of 100 columns (a new pseudo-terminal has 0: tqdm draws nothing).
+  fcntl.ioctl(terminal, termios.TIOCSWINSZ,
+              struct.pack('HHHH', 30, 100, 0, 0))
+  process = subprocess.Popen(
+      [sys.executable, os.path.join(PROJECT_ROOT, 'demo_ssd.py'),
+       '--checkpoint_path', checkpoint_dir, '--images', folder_with_bad_files,
+       '--output_dir', str(tmp_path / 'out')],
+      stdout=terminal, stderr=terminal, cwd=str(tmp_path))
+  os.close(terminal)
+  chunks = []
+  while True:
+    try:
+      chunk = os.read(controller, 65536)
+    except OSError:  # EIO: the process closed the terminal.
+      break
+    if not chunk:
+      break
+    chunks.append(chunk)
+  assert process.wait(timeout=300) == 0
+  os.close(controller)
+  output = b''.join(chunks).decode('utf-8', 'replace')
+  assert 'skipping cannot read image %s' % os.path.join(
+      folder_with_bad_files, 'bad.jpg') in output
+  assert '2 of 4 images skipped (unreadable)' in output
+  assert 'cut.jpg is a truncated JPEG' in output
+  assert '4/4' in output and 'image/s' in output  # The progress bar.
+
+
+def test_output_dir_under_a_regular_file(checkpoint_dir, images, tmp_path):
+  regular_file = tmp_path / 'file'
+  regular_file.write_text('')
+  process = subprocess.run(
+      [sys.executable, os.path.join(PROJECT_ROOT, 'demo_ssd.py'),
+       '--checkpoint_path', checkpoint_dir, '--images', images[0],
+       '--output_dir', str(regular_file / 'out')],
+      capture_output=True, text=True, cwd=str(tmp_path), timeout=300)
+  assert process.returncode == 1
+  assert process.stderr.splitlines()[-1] == (
+      'error: --output_dir %s: cannot create the folder (%s is a file, not '
+      'a folder)' % (regular_file / 'out', regular_file))
+
+
+def _copy_checkpoint(checkpoint_dir, directory):
+  """The checkpoint's files copied into `directory`: its prefix there."""
+  os.makedirs(str(directory))
+  prefix = checkpoints.resolve_checkpoint_path(checkpoint_dir)
+  for path in glob.glob(prefix + '.*'):
+    shutil.copy(path, str(directory))
+  return os.path.join(str(directory), os.path.basename(prefix))
+
+
+def test_each_model_is_decoded_with_its_own_anchors(checkpoint_dir, images,
+                                                    tmp_path):
+  prefix = _copy_checkpoint(checkpoint_dir, tmp_path / 'small_anchors')
+  # block11's anchors 150 px instead of 261 px: the cat's square box is
+  # 150 / 300 = 0.5 of the image, the dog's 1/2 box 150 * sqrt(2) / 300 =
+  # 0.70711 high and 150 / sqrt(2) / 300 = 0.35355 wide, centred.
+  params = ssd_vgg_300.SSDNet.default_params
+  params = params._replace(num_classes=helpers.NUM_CLASSES,
+                           anchor_sizes=params.anchor_sizes[:5] +
+                           ((150., 315.),))
+  nets_factory.write_ssd_params(os.path.dirname(prefix), 'ssd_300_vgg',
+                                params)
+  wide, _ = demo_ssd.detect(prefix, images)
+  np.testing.assert_array_equal(wide.classes, [1, 2])
+  np.testing.assert_allclose(
+      wide.bboxes, [[0.25, 0.25, 0.75, 0.75],
+                    [0.5 - 0.35355, 0.5 - 0.17678, 0.5 + 0.35355,
+                     0.5 + 0.17678]], atol=1e-5)
+
+  nets_factory.write_ssd_params(os.path.dirname(prefix), 'ssd_300_vgg',
+                                params._replace(num_classes=3))
+  with pytest.raises(checkpoints.CheckpointError,
+                     match='predicts 4 classes but the ssd_params.json'):
+    demo_ssd.detect(prefix, images)
+  with open(os.path.join(os.path.dirname(prefix), 'ssd_params.json'),
+            'w') as broken:
+    broken.write('{')
+  with pytest.raises(checkpoints.CheckpointError,
+                     match='cannot read SSD parameters'):
+    demo_ssd.detect(prefix, images)

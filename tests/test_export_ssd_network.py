@@ -108,3 +108,9 @@ def test_bad_arguments(checkpoint_dir, tmp_path):
   with pytest.raises(ValueError, match='cannot read labels file'):
     export_ssd_network.export(checkpoint_dir, str(tmp_path / 'export'),
                               labels_path=str(tmp_path / 'missing.txt'))
+  regular_file = tmp_path / 'file'
+  regular_file.write_text('')
+  with pytest.raises(ValueError, match='--export_dir .*: cannot create the '
+                     'folder (.*file is a file, not a folder)'):
+    export_ssd_network.export(checkpoint_dir,
+                              str(regular_file / 'ssd' / '1'))

@@ -9,12 +9,19 @@ One graph serves all three, so they find the same detections:
 Output boxes are normalised (ymin, xmin, ymax, xmax) in the original image;
 `datasets.voc_common.denormalize_boxes` turns them into pixels.
 
+The network is the one the checkpoint was trained as: `load_network` reads
+the SSD parameters (anchors, image shape...) training wrote beside it
+(`ssd_params.json`), so every model is decoded with its own anchors; without
+that file, the defaults and the checkpoint's class count.
+
 Checkpoints are checked before anything is built: `load_network` compares
 the number of classes the checkpoint's class heads predict with what the
 caller expects (labels file, dataset), and `make_saver` checks the variables
-to restore (the moving averages with --moving_average_decay).
+to restore with `utils.checkpoints` (and the moving averages with
+--moving_average_decay).
 """
 import collections
+import os
 
 from absl import flags
 import tensorflow as tf
@@ -22,13 +29,14 @@ from utils import tf_compat  # noqa: F401  (before tf_slim: restores the names i
 import tf_slim as slim
 
 from datasets import dataset_utils
-from nets import box_coder
+from nets import anchor_generator
 from nets import nets_factory
-from nets import ssd_common
 from preprocessing import preprocessing_factory
 from preprocessing import ssd_vgg_preprocessing
 from preprocessing import tf_image
+from utils import box_ops
 from utils import checkpoints
+from utils import paths
 
 _v1 = tf.compat.v1
 
@@ -101,17 +109,50 @@ def read_labels(path):
   return labels_to_names
 
 
-def checkpoint_num_classes(checkpoint_path, model_name='ssd_300_vgg'):
+def make_output_dir(path, flag_name):
+  """Creates output folder `path` (and its parents) if it does not exist.
+
+  Raises:
+    ValueError: one line naming the flag and the path when it cannot be a
+      folder (e.g. a regular file on the way) or cannot be created.
+  """
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as error:
+    raise ValueError('%s %s: cannot create the folder (%s)' % (
+        flag_name, path, _os_error_reason(path, error))) from None
+
+
+def _os_error_reason(path, error):
+  """Why folder `path` cannot be made: the regular file on its way, or the
+  system's message."""
+  parent = os.path.abspath(path)
+  while parent != os.path.dirname(parent):
+    if os.path.exists(parent) and not os.path.isdir(parent):
+      return '%s is a file, not a folder' % parent
+    parent = os.path.dirname(parent)
+  return error.strerror or str(error)
+
+
+def checkpoint_num_classes(checkpoint_path, model_name='ssd_300_vgg',
+                           params=None):
   """Classes (background included) the checkpoint's class heads predict.
 
   Read from the shapes of the `<layer>_box/conv_cls/weights` variables, whose
   output channels are anchors per cell x classes.
 
+  Args:
+    checkpoint_path: checkpoint prefix.
+    model_name: network name (and variable scope).
+    params: the network's SSDParams (feature layers, anchor ratios); None
+      for the network's defaults.
+
   Raises:
     CheckpointError: an unreadable checkpoint, or one without consistent SSD
       class heads of `model_name`.
   """
-  params = nets_factory.get_network(model_name).default_params
+  if params is None:
+    params = nets_factory.get_network(model_name).default_params
   shapes = _checkpoint_shapes(checkpoint_path)
   counts = set()
   for layer, ratios in zip(params.feat_layers, params.anchor_ratios):
@@ -120,7 +161,7 @@ def checkpoint_num_classes(checkpoint_path, model_name='ssd_300_vgg'):
       raise checkpoints.CheckpointError(
           'Checkpoint %s has no variable %s: it is not an SSD checkpoint of '
           'model %s.' % (checkpoint_path, name, model_name))
-    counts.add(shapes[name][-1] / ssd_common.anchors_per_cell(ratios))
+    counts.add(shapes[name][-1] / anchor_generator.anchors_per_cell(ratios))
   if len(counts) != 1 or not float(next(iter(counts))).is_integer():
     raise checkpoints.CheckpointError(
         'Checkpoint %s: its class heads do not agree on a number of classes '
@@ -132,6 +173,11 @@ def checkpoint_num_classes(checkpoint_path, model_name='ssd_300_vgg'):
 def load_network(checkpoint_path, model_name='ssd_300_vgg', num_classes=None,
                  classes_source=None):
   """Finds the checkpoint and the network that fits it, before any graph.
+
+  The network gets the SSD parameters training wrote next to the checkpoint
+  (`ssd_params.json`, `nets_factory.read_ssd_params`): its own anchors and
+  settings.  Without that file (older or downloaded checkpoints) it gets
+  the defaults of `model_name` and the checkpoint's class count.
 
   Args:
     checkpoint_path: prefix, one of its files, or a directory (latest).
@@ -145,19 +191,50 @@ def load_network(checkpoint_path, model_name='ssd_300_vgg', num_classes=None,
     (checkpoint prefix, SSD network object with the checkpoint's classes).
 
   Raises:
-    CheckpointError: missing checkpoint, or classes that differ.
+    CheckpointError: missing checkpoint, classes that differ, or an
+      ssd_params.json that does not fit the checkpoint or `model_name`.
   """
   checkpoint_path = checkpoints.resolve_checkpoint_path(checkpoint_path)
-  found = checkpoint_num_classes(checkpoint_path, model_name)
+  params = saved_ssd_params(checkpoint_path, model_name)
+  found = checkpoint_num_classes(checkpoint_path, model_name, params)
+  if params is not None and params.num_classes != found:
+    raise checkpoints.CheckpointError(
+        'Checkpoint %s predicts %d classes but the %s beside it says %d: '
+        'they come from different runs.' % (
+            checkpoint_path, found, paths.SSD_PARAMS_FILE_NAME,
+            params.num_classes))
   if num_classes is not None and num_classes != found:
     raise checkpoints.CheckpointError(
         'Checkpoint %s predicts %d classes (background included) but %s has '
         '%d: use the labels / dataset the checkpoint was trained with.' %
         (checkpoint_path, found, classes_source or 'num_classes',
          num_classes))
-  ssd_class = nets_factory.get_network(model_name)
-  return checkpoint_path, ssd_class(
-      ssd_class.default_params._replace(num_classes=found))
+  overrides = params._asdict() if params is not None else {}
+  overrides['num_classes'] = found
+  return checkpoint_path, nets_factory.build_ssd_net(model_name, **overrides)
+
+
+def saved_ssd_params(checkpoint_path, model_name='ssd_300_vgg'):
+  """The SSDParams in the checkpoint's folder (`ssd_params.json`), or None
+  when it has none.
+
+  Raises:
+    CheckpointError: an unreadable file, or one written for another model.
+  """
+  try:
+    saved = nets_factory.read_ssd_params(os.path.dirname(checkpoint_path))
+  except ValueError as error:
+    raise checkpoints.CheckpointError(str(error)) from None
+  if saved is None:
+    return None
+  saved_model_name, params = saved
+  if saved_model_name != model_name:
+    raise checkpoints.CheckpointError(
+        'Checkpoint %s was trained as model %s (see the %s beside it), not '
+        '%s: pass --model_name=%s.' % (
+            checkpoint_path, saved_model_name, paths.SSD_PARAMS_FILE_NAME,
+            model_name, saved_model_name))
+  return params
 
 
 def preprocess(image, ssd_net, model_name='ssd_300_vgg', resize='warp',
@@ -223,49 +300,47 @@ def detections_in_images(classes, scores, bboxes, bbox_imgs):
                      (bboxes, bbox_imgs), fn_output_signature=tf.float32)
   detected = classes > 0
   bboxes = tf.where(detected[..., tf.newaxis],
-                    box_coder.clip(bboxes, tf_image.FULL_WINDOW), 0.)
+                    box_ops.clip(bboxes, tf_image.FULL_WINDOW), 0.)
   return {'classes': classes, 'scores': scores, 'bboxes': bboxes,
           'num_detections': tf.reduce_sum(tf.cast(detected, tf.int32),
                                           axis=1)}
 
 
-def make_saver(checkpoint_path, moving_average_decay=None):
+def make_saver(checkpoint_path, moving_average_decay=None,
+               model_scope='ssd_300_vgg'):
   """A Saver restoring the model variables of the default graph.
+
+  The variables are checked against the checkpoint by
+  `utils.checkpoints.variables_to_restore` (names and shapes, each mismatch
+  named); with moving averages, their presence is checked too.
 
   Args:
     checkpoint_path: the checkpoint prefix, checked now.
     moving_average_decay: if set, the variables get their moving averages
       (`<name>/ExponentialMovingAverage` in the checkpoint); the value itself
       does not matter.
+    model_scope: the variable scope of the model (its name).
 
   Raises:
     CheckpointError: variables missing from the checkpoint or of another
       shape, named with the fix.
   """
-  variables = slim.get_model_variables()
-  if moving_average_decay:
-    averages = _v1.train.ExponentialMovingAverage(moving_average_decay)
-    names = {averages.average_name(variable): variable
-             for variable in variables}
-  else:
-    names = {variable.op.name: variable for variable in variables}
+  restore_map, _ = checkpoints.variables_to_restore(model_scope,
+                                                    checkpoint_path)
+  if not moving_average_decay:
+    return _v1.train.Saver(restore_map)
+  averages = _v1.train.ExponentialMovingAverage(moving_average_decay)
+  names = {averages.average_name(variable): variable
+           for variable in restore_map.values()}
   shapes = _checkpoint_shapes(checkpoint_path)
   missing = [name for name in names if name not in shapes]
   if missing:
     raise checkpoints.CheckpointError(
-        'Checkpoint %s lacks %d of the %d variables to restore, e.g. %s. %s' %
-        (checkpoint_path, len(missing), len(names), missing[0],
-         'It holds no moving averages: drop --moving_average_decay.'
-         if moving_average_decay and len(missing) == len(names) else
-         'Is it a checkpoint of this model?'))
-  mismatched = ['%s: model %s, checkpoint %s' % (
-      name, variable.shape.as_list(), shapes[name])
-                for name, variable in names.items()
-                if variable.shape.as_list() != list(shapes[name])]
-  if mismatched:
-    raise checkpoints.CheckpointError(
-        'Checkpoint %s does not fit the model:\n  %s' % (
-            checkpoint_path, '\n  '.join(mismatched)))
+        'Checkpoint %s lacks %d of the %d moving averages to restore, e.g. '
+        '%s. %s' % (checkpoint_path, len(missing), len(names), missing[0],
+                    'It holds no moving averages: drop '
+                    '--moving_average_decay.' if len(missing) == len(names)
+                    else 'Was it written by this model?'))
   return _v1.train.Saver(names)
 
 
