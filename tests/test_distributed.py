@@ -278,6 +278,112 @@ class TestTfConfig:
       cluster_lib.Cluster.from_tf_config(text)
 
 
+# --------------------------------------------------------------------------
+# deployment/examples: each derives one consistent cluster for every task.
+
+EXAMPLES_DIR = os.path.join(PROJECT_ROOT, 'deployment', 'examples')
+CLUSTER_FLAGS = ('--ps_hosts', '--worker_hosts', '--job_name', '--task',
+                 '--worker_replicas', '--num_ps_tasks')
+
+
+def assert_one_cluster(tf_configs, num_ps, num_workers):
+  """Every task's TF_CONFIG gives the same cluster, each role exactly once."""
+  clusters = [cluster_lib.Cluster.from_tf_config(text) for text in tf_configs]
+  assert len({cluster.fingerprint for cluster in clusters}) == 1
+  assert sorted((c.job_name, c.task) for c in clusters) == (
+      [('ps', i) for i in range(num_ps)] +
+      [('worker', i) for i in range(num_workers)])
+  assert [c.num_ps_tasks for c in clusters] == [num_ps] * len(clusters)
+  return clusters
+
+
+def assert_no_cluster_flags(args):
+  assert not [arg for arg in args if arg.split('=')[0] in CLUSTER_FLAGS], args
+
+
+def tfjob_tf_configs(manifest):
+  """(replica type, container, TF_CONFIG) of each pod, as Kubeflow's
+  training operator makes them: '<job>-<type>-<index>.<namespace>.svc:<port
+  named tfjob-port>' for every replica of every type."""
+  name = manifest['metadata']['name']
+  namespace = manifest['metadata'].get('namespace', 'default')
+  specs = manifest['spec']['tfReplicaSpecs']
+  cluster = {}
+  for replica_type, spec in specs.items():
+    container, = spec['template']['spec']['containers']
+    port, = [p['containerPort'] for p in container['ports']
+             if p['name'] == 'tfjob-port']
+    cluster[replica_type.lower()] = [
+        '%s-%s-%d.%s.svc:%d' % (name, replica_type.lower(), index, namespace,
+                                port) for index in range(spec['replicas'])]
+  for replica_type, spec in specs.items():
+    container, = spec['template']['spec']['containers']
+    for index in range(spec['replicas']):
+      yield replica_type, container, json.dumps({
+          'cluster': cluster,
+          'task': {'type': replica_type.lower(), 'index': index}})
+
+
+def test_the_kubeflow_tfjob_gives_every_pod_the_same_cluster():
+  yaml = pytest.importorskip('yaml')
+  with open(os.path.join(EXAMPLES_DIR, 'tfjob.yaml')) as manifest_file:
+    manifest = yaml.safe_load(manifest_file)
+  assert manifest['kind'] == 'TFJob'
+  pods = list(tfjob_tf_configs(manifest))
+  clusters = assert_one_cluster([text for _, _, text in pods], 1, 3)
+  for (replica_type, container, _), cluster in zip(pods, clusters):
+    assert container['command'][-1] == 'train_ssd_network.py'
+    assert_no_cluster_flags(container['args'])
+    # The chief, and only it, is the trainer's worker 0.
+    assert cluster.is_chief == (replica_type == 'Chief')
+    if not cluster.is_ps:
+      assert any(arg.startswith('--train_dir=') for arg in container['args'])
+
+
+_FAKE_SRUN = """#!/bin/bash
+# srun for one node: runs the task command once per rank.
+while [[ "$1" == --* ]]; do shift; done
+for (( rank = 0; rank < SLURM_NTASKS; rank++ )); do
+  SLURM_PROCID=$rank "$@" || exit 1
+done
+"""
+_FAKE_SCONTROL = """#!/bin/bash
+# 'scontrol show hostnames node[1-3]' -> one name per line.
+printf '%s\\n' node1 node2 node3
+"""
+_FAKE_PYTHON = """#!/bin/bash
+# Records what each task would run.
+printf '%s' "$TF_CONFIG" > "$SSD_DIR/task$SLURM_PROCID.tf_config"
+printf '%s\\n' "$@" > "$SSD_DIR/task$SLURM_PROCID.args"
+"""
+
+
+def test_the_slurm_script_gives_every_task_the_same_cluster(tmp_path):
+  bin_dir = tmp_path / 'bin'
+  bin_dir.mkdir()
+  for name, text in [('srun', _FAKE_SRUN), ('scontrol', _FAKE_SCONTROL),
+                     ('python', _FAKE_PYTHON)]:
+    (bin_dir / name).write_text(text)
+    (bin_dir / name).chmod(0o755)
+  env = dict(os.environ, PATH='%s:%s' % (bin_dir, os.environ['PATH']),
+             SLURM_JOB_NODELIST='node[1-3]', SLURM_NTASKS='3',
+             SLURM_JOB_ID='42', SSD_DIR=str(tmp_path),
+             SSD_PYTHON=str(bin_dir / 'python'))
+  env.pop('TF_CONFIG', None)
+  subprocess.run(['bash', os.path.join(EXAMPLES_DIR, 'train_slurm.sbatch')],
+                 env=env, check=True, timeout=EXIT_TIMEOUT_SECS,
+                 cwd=str(tmp_path))
+  tf_configs = [(tmp_path / ('task%d.tf_config' % rank)).read_text()
+                for rank in range(3)]
+  clusters = assert_one_cluster(tf_configs, 1, 2)
+  assert clusters[0].ps_hosts == ('node1:2222',)
+  assert clusters[1].is_chief and clusters[1].host == 'node2:2222'
+  for rank in range(3):
+    args = (tmp_path / ('task%d.args' % rank)).read_text().split('\n')
+    assert_no_cluster_flags(args)
+    assert '--train_dir=%s/ckpt/ssd-train-42' % tmp_path in args
+
+
 def test_conflicting_flags_fail_before_training(tmp_path):
   result = subprocess.run(
       [sys.executable, SCRIPT, '--ps_hosts=%s:1' % LOCALHOST,
