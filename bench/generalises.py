@@ -25,7 +25,8 @@ Outputs, under --work_dir (default bench/out/generalises, ignored by git):
                 (results.json, comp4 files); records/ and voc_subset/ hold
                 the converted data and the subset's lists (the images are
                 only linked, never copied).
-With --resume, legs whose checkpoint and evaluation exist are kept.
+With --resume, the legs already trained and evaluated are kept (a leg's
+row is saved in eval/step_<N>/row.json).
 """
 import collections
 import csv
@@ -85,6 +86,8 @@ RunSettings = collections.namedtuple(
     'RunSettings', ['work_dir', 'budget_images', 'schedule_images',
                     'eval_every_images', 'num_clones', 'precision', 'seed'])
 
+# Written beside each checkpoint's results.json: its CSV row, for --resume.
+ROW_FILE_NAME = 'row.json'
 CSV_FIELDS = ('recipe', 'step', 'images_seen', 'train_loss', 'val_map_voc07',
               'val_map_voc12', 'train_images_per_second', 'train_seconds',
               'eval_seconds')
@@ -278,33 +281,47 @@ def run_recipe(settings, name, recipe, records_dir, num_train_images, on_row):
       '--augmentation', 'ssd', '--optimizer', 'adam',
       '--num_clones', str(settings.num_clones), '--clone_on_cpu',
       '--log_every_n_steps', '1', '--save_interval_secs', '100000',
-      '--save_summaries_secs', '600', '--max_to_keep', str(len(steps) + 1)
-  ] + recipe_flags(
-          recipe, settings.schedule_images / num_train_images)
+      '--save_summaries_secs', '600', '--max_to_keep', str(len(steps) + 1)]
+  common_flags += recipe_flags(recipe,
+                               settings.schedule_images / num_train_images)
   if settings.precision:
     common_flags += ['--precision', settings.precision]
   for leg, step in enumerate(steps):
-    checkpoint = os.path.join(train_dir, 'model.ckpt-%d' % step)
-    log_path = os.path.join(train_dir, 'leg_%05d.log' % step)
     eval_dir = os.path.join(recipe_dir, 'eval', 'step_%d' % step)
-    train_seconds = eval_seconds = 0.0
-    if not os.path.exists(checkpoint + '.index'):
-      train_seconds = train_leg(common_flags, train_dir, step,
-                                settings.seed + leg, log_path)
-    if os.path.exists(os.path.join(eval_dir, 'results.json')):
-      with open(os.path.join(eval_dir, 'results.json')) as results_file:
-        results = json.load(results_file)
+    row_path = os.path.join(eval_dir, ROW_FILE_NAME)
+    if os.path.exists(row_path):
+      with open(row_path) as row_file:
+        row = json.load(row_file)
     else:
-      results, eval_seconds = evaluate_checkpoint(checkpoint, records_dir,
-                                                  eval_dir)
-    with open(log_path) as log:
-      loss, images_per_second = parse_training_log(log.read())
-    on_row({'recipe': name, 'step': step,
-            'images_seen': step * images_per_step, 'train_loss': loss,
-            'val_map_voc07': results['mAP_VOC07'],
-            'val_map_voc12': results['mAP_VOC12'],
-            'train_images_per_second': images_per_second,
-            'train_seconds': train_seconds, 'eval_seconds': eval_seconds})
+      row = run_leg(common_flags, train_dir, step, settings.seed + leg,
+                    records_dir, eval_dir)
+      row.update(recipe=name, images_seen=step * images_per_step)
+      os.makedirs(eval_dir, exist_ok=True)
+      with open(row_path, 'w') as row_file:
+        json.dump(row, row_file)
+    on_row(row)
+
+
+def run_leg(common_flags, train_dir, step, seed, records_dir, eval_dir):
+  """Trains up to `step` (unless its checkpoint exists) and evaluates it.
+
+  Returns the row's step, train_loss, val_map_voc07, val_map_voc12,
+  train_images_per_second, train_seconds and eval_seconds.
+  """
+  checkpoint = os.path.join(train_dir, 'model.ckpt-%d' % step)
+  log_path = os.path.join(train_dir, 'leg_%05d.log' % step)
+  train_seconds = 0.0
+  if not os.path.exists(checkpoint + '.index'):
+    train_seconds = train_leg(common_flags, train_dir, step, seed, log_path)
+  results, eval_seconds = evaluate_checkpoint(checkpoint, records_dir,
+                                              eval_dir)
+  with open(log_path) as log:
+    loss, images_per_second = parse_training_log(log.read())
+  return {'step': step, 'train_loss': loss,
+          'val_map_voc07': results['mAP_VOC07'],
+          'val_map_voc12': results['mAP_VOC12'],
+          'train_images_per_second': images_per_second,
+          'train_seconds': train_seconds, 'eval_seconds': eval_seconds}
 
 
 # --- Outputs -----------------------------------------------------------------

@@ -162,3 +162,35 @@ def test_plot_draws_the_points_where_the_axes_put_them(tmp_path):
   # Nowhere else on the first panel's middle row is the series colour.
   middle = np.abs(written[195, 100:380].astype(int) - color).sum(axis=1)
   assert middle.min() > 30
+
+
+def test_legs_train_each_checkpoint_once_and_resume(tmp_path, monkeypatch):
+  settings = generalises.RunSettings(
+      str(tmp_path), budget_images=100, schedule_images=8000,
+      eval_every_images=40, num_clones=1, precision=None, seed=7)
+  legs = []
+
+  def fake_leg(common_flags, train_dir, step, seed, records_dir, eval_dir):
+    legs.append((step, seed))
+    assert '--batch_norm' in common_flags
+    # 8000 images of schedule over 160 training images: 50 epochs.
+    assert common_flags[common_flags.index('--num_epochs_per_decay') + 1] == (
+        '50.0')
+    return {'step': step, 'train_loss': 1.0, 'val_map_voc07': 0.5,
+            'val_map_voc12': 0.5, 'train_images_per_second': 1.0,
+            'train_seconds': 1.0, 'eval_seconds': 1.0}
+
+  monkeypatch.setattr(generalises, 'run_leg', fake_leg)
+  rows = []
+  generalises.run_recipe(settings, 'bn', generalises.RECIPES['bn'], 'records',
+                         160, rows.append)
+  # Batch 8: 40 images -> step 5, 80 -> 10, the budget 100 -> 13.
+  assert legs == [(5, 7), (10, 8), (13, 9)]
+  assert [(row['step'], row['images_seen']) for row in rows] == [
+      (5, 40), (10, 80), (13, 104)]
+  # A second run finds every row saved and trains nothing.
+  resumed = []
+  generalises.run_recipe(settings, 'bn', generalises.RECIPES['bn'], 'records',
+                         160, resumed.append)
+  assert len(legs) == 3
+  assert resumed == rows
