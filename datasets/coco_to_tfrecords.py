@@ -56,7 +56,7 @@ def annotation_from_object(obj, annotation_id, image_id, category_id):
 
 
 def load_json(path):
-  """The COCO dict of `path`; ConversionError naming the file when it is none."""
+  """The COCO dict of `path`; ConversionError naming the file if it is none."""
   try:
     with open(path) as json_file:
       coco = json.load(json_file)

@@ -302,9 +302,11 @@ def _swap_in(staging_dir, output_dir, output_name, new_names, kept_note):
   moved_in = []
   try:
     for name in old_names:
-      os.replace(os.path.join(output_dir, name), os.path.join(backup_dir, name))
+      os.replace(os.path.join(output_dir, name),
+                 os.path.join(backup_dir, name))
     for name in new_names:
-      os.replace(os.path.join(staging_dir, name), os.path.join(output_dir, name))
+      os.replace(os.path.join(staging_dir, name),
+                 os.path.join(output_dir, name))
       moved_in.append(name)
   except OSError as error:
     try:

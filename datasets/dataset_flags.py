@@ -1,4 +1,4 @@
-"""The flags that choose a converted dataset split, defined once for all scripts.
+"""The flags that choose a converted dataset split, defined once for all.
 
 Training and evaluation select their data the same way:
 
@@ -27,7 +27,8 @@ DatasetConfig = collections.namedtuple(
 
 
 def define_dataset_flags(flag_values=flags.FLAGS, default_split='train'):
-  """Defines --dataset_dir, --dataset_name, --dataset_split_name, --file_pattern.
+  """Defines --dataset_dir, --dataset_name, --dataset_split_name and
+  --file_pattern.
 
   Args:
     flag_values: the FlagValues to define them in.

@@ -156,9 +156,11 @@ def test_coco_mapping_hand_computed(tmp_path):
 
 @pytest.mark.parametrize('annotations, message, kind', [
     ([{'id': 5, 'image_id': 9, 'category_id': 4, 'bbox': [0, 0, 5, 5]}],
-     r"annotation 5 \(image 9\): category_id 4 is not in", 'malformed_annotation'),
+     r'annotation 5 \(image 9\): category_id 4 is not in',
+     'malformed_annotation'),
     ([{'id': 6, 'image_id': 9, 'category_id': 3, 'bbox': [0, 0, 5]}],
-     r"annotation 6 \(image 9\): bbox \[0, 0, 5\] is not", 'malformed_annotation'),
+     r'annotation 6 \(image 9\): bbox \[0, 0, 5\] is not',
+     'malformed_annotation'),
     ([{'id': 7, 'image_id': 42, 'category_id': 3, 'bbox': [0, 0, 5, 5]}],
      r'annotation 7: image_id 42 is not in "images"', 'malformed_annotation'),
 ])

@@ -471,7 +471,8 @@ def _run_in_terminal(command, timeout=120):
   master, slave = pty.openpty()
   # A fresh pseudo-terminal is 0 columns wide; give it a real size.
   fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 24, 120, 0, 0))
-  process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL,
+  process = subprocess.Popen(command, cwd=PROJECT_ROOT,
+                             stdin=subprocess.DEVNULL,
                              stdout=slave, stderr=slave)
   os.close(slave)
   output, deadline = b'', time.monotonic() + timeout
@@ -489,7 +490,8 @@ def _run_in_terminal(command, timeout=120):
       output += chunk
   finally:
     os.close(master)
-    process.kill() if process.poll() is None else None
+    if process.poll() is None:
+      process.kill()
     process.wait(timeout=10)
   return process.returncode, output.decode('utf-8', 'replace')
 
