@@ -90,6 +90,25 @@ class TestDeploymentConfig:
     assert config.caching_device()(FakeOp()) == FakeOp.device
 
 
+def test_the_whole_tf_slim_public_api_is_there():
+  """The names and fields TF-slim's deployment/model_deploy.py exports."""
+  assert sorted(model_deploy.__all__) == sorted([
+      'create_clones', 'deploy', 'optimize_clones', 'DeployedModel',
+      'DeploymentConfig', 'Clone'])
+  assert model_deploy.Clone._fields == ('outputs', 'scope', 'device')
+  assert model_deploy.DeployedModel._fields == (
+      'train_op', 'summary_op', 'total_loss', 'clones')
+  config = model_deploy.DeploymentConfig(
+      num_clones=3, clone_on_cpu=True, replica_id=1, num_replicas=2,
+      num_ps_tasks=1, worker_job_name='trainer', ps_job_name='server')
+  assert (config.num_clones, config.clone_on_cpu, config.replica_id,
+          config.num_replicas, config.num_ps_tasks) == (3, True, 1, 2, 1)
+  assert config.ps_device == '/job:server'
+  assert config.worker_device == '/job:trainer'
+  assert config.clone_device(2) == '/job:trainer/device:CPU:2'
+  assert config.clone_scope(2) == 'clone_2'
+
+
 class TestPlacement:
 
   @pytest.mark.parametrize('num_clones', [1, 2, 4])
