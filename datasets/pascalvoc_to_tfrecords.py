@@ -32,8 +32,6 @@ from datasets import voc_common
 ANNOTATIONS_DIR = 'Annotations'
 IMAGES_DIR = 'JPEGImages'
 SPLITS_DIR = os.path.join('ImageSets', 'Main')
-# Alias until demo_ssd.py reads `image_files.IMAGE_EXTENSIONS`.
-IMAGE_EXTENSIONS = image_files.IMAGE_EXTENSIONS
 # The converters' shared API, under the names this module always had.
 ConversionError = conversion.ConversionError
 read_class_list = conversion.read_class_list
