@@ -54,3 +54,75 @@ def test_no_box_or_no_overlap_is_all_background(overlaps):
   indices, ious = _match(overlaps)
   np.testing.assert_array_equal(indices, [matcher.BACKGROUND] * 3)
   np.testing.assert_array_equal(ious, [0., 0., 0.])
+
+
+def _caffe_match(overlaps, threshold):
+  """SSD-Caffe's MatchBBox (bipartite, then per prediction), in loops."""
+  num_boxes, num_anchors = overlaps.shape
+  indices = np.full(num_anchors, -1)
+  ious = overlaps.max(axis=0, initial=0.)
+  pool = list(range(num_boxes))
+  while pool:
+    best, best_anchor, best_box = -1., -1, -1
+    for anchor in range(num_anchors):
+      if indices[anchor] != -1:
+        continue
+      for box in pool:
+        if overlaps[box, anchor] > 1e-6 and overlaps[box, anchor] > best:
+          best, best_anchor, best_box = overlaps[box, anchor], anchor, box
+    if best_anchor == -1:
+      break
+    indices[best_anchor], ious[best_anchor] = best_box, best
+    pool.remove(best_box)
+  for anchor in range(num_anchors):
+    best, best_box = -1., -1
+    for box in range(num_boxes):
+      if overlaps[box, anchor] >= threshold and overlaps[box, anchor] > best:
+        best, best_box = overlaps[box, anchor], box
+    if indices[anchor] == -1 and best_box != -1:
+      indices[anchor] = best_box
+  return indices, ious
+
+
+@pytest.mark.parametrize('seed, num_boxes, num_anchors, density', [
+    (0, 6, 12, 0.3), (1, 6, 12, 0.3), (2, 6, 4, 0.6), (3, 30, 200, 0.05)])
+def test_random_overlaps_match_like_caffe(seed, num_boxes, num_anchors,
+                                          density):
+  rng = np.random.RandomState(seed)
+  # Boxes competing for few anchors: sparse overlaps, mostly small; IoUs on
+  # a 1/64 grid, so that ties happen.
+  shape = [num_boxes, num_anchors]
+  overlaps = (np.round(rng.uniform(0., 0.7, shape) * 64) / 64 *
+              (rng.uniform(size=shape) < density)).astype(np.float32)
+  overlaps[-1] = 0.  # A box overlapping nothing gets no anchor.
+  indices, ious = _match(overlaps, match_threshold=0.5)
+  expected_indices, expected_ious = _caffe_match(overlaps, 0.5)
+  np.testing.assert_array_equal(indices, expected_indices)
+  np.testing.assert_allclose(ious, expected_ious)
+  assert num_boxes - 1 not in indices
+  if num_anchors >= num_boxes:
+    assert np.sum(indices[:, np.newaxis] == np.arange(num_boxes - 1),
+                  axis=0).min() >= 1
+
+
+def test_two_small_boxes_3_px_apart_get_one_forced_positive_each():
+  # SSD300's anchors and two 12 x 12 px boxes 3 px apart (IoUs < 0.5).
+  from nets import anchor_generator  # pylint: disable=g-import-not-at-top
+  from nets import ssd_vgg_300  # pylint: disable=g-import-not-at-top
+  from utils import box_ops  # pylint: disable=g-import-not-at-top
+  flat, _ = anchor_generator.flatten_anchors(ssd_vgg_300.SSDNet().anchors())
+  boxes = np.array([[100., 100., 112., 112.], [100., 103., 112., 115.]],
+                   np.float32) / 300.
+  with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+    overlaps = box_ops.iou(tf.constant(boxes)[:, tf.newaxis],
+                           anchor_generator.anchor_corners(flat))
+    result = matcher.match(overlaps, match_threshold=0.5)
+    overlaps, (indices, ious) = sess.run([overlaps, result])
+  assert overlaps.max() < 0.5
+  # The old rule (each box claims its argmax anchor, the better box wins a
+  # shared one) left the second box without a positive.
+  assert np.argmax(overlaps[0]) == np.argmax(overlaps[1])
+  assert [np.sum(indices == box) for box in (0, 1)] == [1, 1]
+  expected_indices, expected_ious = _caffe_match(overlaps, 0.5)
+  np.testing.assert_array_equal(indices, expected_indices)
+  np.testing.assert_allclose(ious, expected_ious)

@@ -128,19 +128,27 @@ def test_anchor_overlapping_two_boxes_takes_the_better_one():
                                _hand_encoding(closer, anchor_box), atol=1e-4)
 
 
-def test_two_tiny_boxes_claiming_the_same_anchor():
-  # Both boxes lie inside the same anchors; the larger one overlaps more,
-  # wins the shared best anchor, and the other is left without a positive.
-  small = np.array([0.3, 0.6, 0.305, 0.603])
-  larger = np.array([0.3, 0.6, 0.31, 0.605])
+def test_two_boxes_sharing_their_best_anchor_both_get_a_positive():
+  # Two 12 x 12 px boxes 3 px apart, far below every anchor's size: their
+  # best anchor is the same conv4_3 anchor, and no IoU reaches 0.5.  Greedy
+  # bipartite matching still gives each box one forced positive.
+  small = np.array([100., 100., 112., 112.]) / 300.
+  shifted = np.array([100., 103., 112., 115.]) / 300.
   anchor_boxes = _flat_anchor_boxes()
-  best = np.argmax(_numpy_iou(larger, anchor_boxes))
-  assert np.argmax(_numpy_iou(small, anchor_boxes)) == best
-  gclasses, _, gious = _encode([5, 6], [small, larger])
-  np.testing.assert_array_equal(np.nonzero(gclasses)[0], [best])
-  assert gclasses[best] == 6
-  assert gious[best] == pytest.approx(
-      _numpy_iou(larger, anchor_boxes[best:best + 1])[0], rel=1e-4)
+  small_iou, shifted_iou = (_numpy_iou(small, anchor_boxes),
+                            _numpy_iou(shifted, anchor_boxes))
+  assert max(small_iou.max(), shifted_iou.max()) < 0.5
+  assert np.argmax(small_iou) == np.argmax(shifted_iou)
+  gclasses, glocalisations, gious = _encode([5, 6], [small, shifted])
+  assert [np.sum(gclasses == 5), np.sum(gclasses == 6)] == [1, 1]
+  (first,), (second,) = np.flatnonzero(gclasses == 5), np.flatnonzero(
+      gclasses == 6)
+  assert gious[first] == pytest.approx(small_iou[first], rel=1e-4)
+  assert gious[second] == pytest.approx(shifted_iou[second], rel=1e-4)
+  for anchor, box in ((first, small), (second, shifted)):
+    np.testing.assert_allclose(glocalisations[anchor],
+                               _hand_encoding(box, anchor_boxes[anchor]),
+                               rtol=1e-4, atol=1e-4)
 
 
 def test_image_without_boxes_is_all_background():
