@@ -28,7 +28,9 @@ Outputs, in --eval_dir (default: `eval/` beside the checkpoints):
   * voc: comp4_det_<split>_<class>.txt, every detection in the Pascal VOC
     results format, `<image_id> <score> <xmin> <ymin> <xmax> <ymax>`, pixels
     as in the annotation XML, for any VOC tool to re-score;
-  * coco: detections.json, every detection in COCO's results format.
+  * coco: detections.json, every detection in COCO's results format, with
+    the image and category ids of the COCO JSON the split was converted
+    from when its metadata names one that exists.
 results.json, the comp4 files and detections.json describe the latest
 evaluation; the TensorBoard events accumulate.
 
@@ -198,11 +200,12 @@ class _Collector(object):
   first images for the TensorBoard image summaries."""
 
   def __init__(self, labels_to_names, metrics, matching_threshold,
-               num_summary_images, image_summary_min_score):
+               num_summary_images, image_summary_min_score,
+               coco_source_ids=(None, None)):
     self.labels_to_names = labels_to_names
     self.voc = (voc_eval.VocEvaluator(labels_to_names, matching_threshold)
                 if 'voc' in metrics else None)
-    self.coco = (coco_eval.CocoEvaluator(labels_to_names)
+    self.coco = (coco_eval.CocoEvaluator(labels_to_names, *coco_source_ids)
                  if 'coco' in metrics else None)
     self.num_images = 0
     self.num_summary_images = num_summary_images
@@ -251,6 +254,20 @@ class _Collector(object):
         found['scores'][shown], class_names=self.labels_to_names)
     gap = np.full([image.shape[0], _GAP_PIXELS, 3], 255, np.uint8)
     return np.concatenate([truth, gap, detected], axis=1)
+
+
+def _coco_source_ids(dataset, labels_to_names):
+  """`coco_eval.read_source_ids` of the COCO JSON the split was converted
+  from (its metadata's annotations_file), or (None, None)."""
+  for metadata in dataset.metadata:
+    path = metadata.get('annotations_file')
+    if path and os.path.exists(path):
+      try:
+        return coco_eval.read_source_ids(path, labels_to_names)
+      except ValueError as error:
+        logging.warning('%s; detections.json numbers images and classes '
+                        'itself.', error)
+  return None, None
 
 
 def _progress_bar(total, enabled):
@@ -312,8 +329,11 @@ def evaluate(checkpoint_path, dataset, eval_dir=None,
   labels_to_names = {label: dataset.labels_to_names.get(label,
                                                         'class_%d' % label)
                      for label in range(num_classes)}
-  collector = _Collector(labels_to_names, metrics, matching_threshold,
-                         num_summary_images, image_summary_min_score)
+  collector = _Collector(
+      labels_to_names, metrics, matching_threshold, num_summary_images,
+      image_summary_min_score,
+      _coco_source_ids(dataset, labels_to_names) if 'coco' in metrics
+      else (None, None))
   num_batches = -(-dataset.num_samples // batch_size)
   if max_num_batches:
     num_batches = min(num_batches, max_num_batches)

@@ -1,5 +1,7 @@
 """Tests of utils/coco_eval.py on hand-checkable cases (pycocotools does the
 matching and averaging; these check what goes in and what comes out)."""
+import json
+
 import pytest
 
 from utils import coco_eval
@@ -96,3 +98,29 @@ def test_category_ids_map_labels():
                       [SMALL])
   assert evaluator.detections_json()[0]['category_id'] == 17
   assert evaluator.results()['AP'] == pytest.approx(1.)
+
+
+def test_ids_of_the_source_json(tmp_path):
+  path = tmp_path / 'instances_val.json'
+  path.write_text(json.dumps({
+      'images': [{'id': 397133, 'file_name': 'val/a.jpg'},
+                 {'id': 5, 'file_name': 'b.jpg'}],
+      'categories': [{'id': 18, 'name': 'dog'}, {'id': 17, 'name': 'cat'}],
+      'annotations': []}))
+  category_ids, ids_by_filename = coco_eval.read_source_ids(str(path), LABELS)
+  assert category_ids == {1: 17, 2: 18}
+  assert ids_by_filename == {'a.jpg': 397133, 'b.jpg': 5}
+  evaluator = coco_eval.CocoEvaluator(LABELS, category_ids, ids_by_filename)
+  evaluator.add_image('b.jpg', 100, 100, [2], [SMALL], [0], [2], [0.9],
+                      [SMALL])
+  assert evaluator.detections_json()[0]['image_id'] == 5
+  assert evaluator.detections_json()[0]['category_id'] == 18
+  assert evaluator.results()['AP'] == pytest.approx(1.)
+  # An image the file does not have: the file-name rule for all.
+  assert coco_eval.image_ids(['a.jpg', 'c.jpg'], ids_by_filename) == [1, 2]
+  # A class that is not a category there: labels as category ids.
+  assert coco_eval.read_source_ids(str(path), {1: 'cat', 2: 'cow'})[0] is None
+  path.write_text('{"images": []}')
+  with pytest.raises(ValueError, match='cannot read the COCO ids of .*'
+                     'instances_val.json'):
+    coco_eval.read_source_ids(str(path), LABELS)

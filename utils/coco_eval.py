@@ -15,15 +15,18 @@ Conventions:
     decided on box areas.
   * Objects flagged difficult go to COCO as `iscrowd` (the COCO converter
     marks `iscrowd` objects difficult): they neither count nor penalise.
-  * Image ids: each image's file name stem when every stem is a distinct
-    integer (COCO's own files, 000000397133.jpg is image 397133), else the
-    images' positions 1, 2, ... in the order they were added.  Category ids
-    are the labels unless a {label: category id} map is given.
+  * Image and category ids: those of the COCO JSON the data was converted
+    from when it is given (`read_source_ids`), so detections.json can be
+    scored against the original annotations.  Otherwise the category ids are
+    the labels, and the image ids each image's file name stem when every
+    stem is a distinct integer (COCO's own files: 000000397133.jpg is image
+    397133), else the images' positions 1, 2, ... in the order added.
 
 pycocotools and NumPy only: no TensorFlow, nothing of the project.
 """
 import contextlib
 import io
+import json
 import os
 
 import numpy as np
@@ -42,14 +45,55 @@ def _xywh(boxes_yxyx):
                    boxes[:, 2] - boxes[:, 0]], axis=1).tolist()
 
 
-def image_ids(filenames):
-  """COCO image ids of images named `filenames` (module docstring)."""
-  stems = [os.path.splitext(os.path.basename(name))[0] for name in filenames]
+def image_ids(filenames, ids_by_filename=None):
+  """COCO image ids of images named `filenames` (module docstring).
+
+  Args:
+    filenames: the images' file names.
+    ids_by_filename: optional {file base name: image id}, used when it has
+      every image.
+  """
+  names = [os.path.basename(name) for name in filenames]
+  if ids_by_filename and all(name in ids_by_filename for name in names):
+    return [ids_by_filename[name] for name in names]
+  stems = [os.path.splitext(name)[0] for name in names]
   if stems and all(stem.isdigit() for stem in stems):
     ids = [int(stem) for stem in stems]
     if len(set(ids)) == len(ids):
       return ids
   return list(range(1, len(filenames) + 1))
+
+
+def read_source_ids(annotations_file, labels_to_names):
+  """The ids of a COCO annotations JSON, for `CocoEvaluator`.
+
+  Args:
+    annotations_file: the `instances_*.json` the data was converted from.
+    labels_to_names: {label: class name} of the converted data.
+
+  Returns:
+    ({label: category id} (None unless every class is a category of the
+    file), {image file base name: image id}).
+
+  Raises:
+    ValueError: unreadable file or not COCO JSON, naming it.
+  """
+  try:
+    with open(annotations_file) as json_file:
+      content = json.load(json_file)
+    category_by_name = {category['name']: category['id']
+                        for category in content['categories']}
+    ids_by_filename = {os.path.basename(image['file_name']): image['id']
+                       for image in content['images']}
+  except (OSError, ValueError, KeyError, TypeError) as error:
+    raise ValueError('cannot read the COCO ids of %s: %s' % (
+        annotations_file, error)) from None
+  names = {label: name for label, name in labels_to_names.items() if label}
+  category_ids = ({label: category_by_name[name]
+                   for label, name in names.items()}
+                  if all(name in category_by_name for name in names.values())
+                  else None)
+  return category_ids, ids_by_filename
 
 
 class CocoEvaluator(object):
@@ -59,11 +103,15 @@ class CocoEvaluator(object):
   `detections_json()` (the COCO results format).
   """
 
-  def __init__(self, labels_to_names, category_ids=None):
+  def __init__(self, labels_to_names, category_ids=None,
+               ids_by_filename=None):
     """Args:
       labels_to_names: {label: name}; label 0 (background) is not evaluated.
       category_ids: optional {label: COCO category id}; default the labels.
+      ids_by_filename: optional {image file base name: COCO image id}, see
+        `image_ids`.
     """
+    self.ids_by_filename = ids_by_filename
     self.labels_to_names = {label: name
                             for label, name in labels_to_names.items()
                             if label != 0}
@@ -89,6 +137,10 @@ class CocoEvaluator(object):
         np.asarray(det_scores, np.float64).reshape(-1).tolist(),
         _xywh(det_boxes)))
 
+  def _image_ids(self):
+    return image_ids([image[0] for image in self._images],
+                     self.ids_by_filename)
+
   def _ground_truth_dataset(self, ids):
     """The COCO ground-truth dict of the images added."""
     annotations = []
@@ -111,7 +163,7 @@ class CocoEvaluator(object):
   def detections_json(self):
     """Every detection in COCO's results format: a list of {image_id,
     category_id, bbox: [x, y, width, height], score}."""
-    ids = image_ids([image[0] for image in self._images])
+    ids = self._image_ids()
     return [{'image_id': image_id, 'category_id': self.category_ids[label],
              'bbox': [round(value, 3) for value in box],
              'score': round(score, 6)}
@@ -128,7 +180,7 @@ class CocoEvaluator(object):
       (no ground-truth object in that range: its -1).  Plus 'summary', the
       text table COCOeval prints.
     """
-    ids = image_ids([image[0] for image in self._images])
+    ids = self._image_ids()
     detections = self.detections_json()
     output = io.StringIO()
     with contextlib.redirect_stdout(output):  # pycocotools prints.

@@ -1,5 +1,6 @@
-"""Tests of eval_ssd_network's best-checkpoint keeping and early stopping,
-on fake checkpoint files and results (no network, no TensorFlow graph)."""
+"""Tests of eval_ssd_network's parts that need no network: best-checkpoint
+keeping and early stopping (on fake checkpoint files and results), flag
+checks, the progress bar, COCO ids from the source JSON."""
 import json
 import os
 
@@ -124,3 +125,23 @@ def test_progress_bar_only_on_a_terminal(monkeypatch):
   assert eval_ssd_network._progress_bar(10, False).disable  # --noprogress
   monkeypatch.setattr('sys.stdout.isatty', lambda: False)
   assert eval_ssd_network._progress_bar(10, True).disable
+
+
+class _FakeDataset(object):
+
+  def __init__(self, metadata):
+    self.metadata = metadata
+
+
+def test_coco_ids_come_from_the_converted_json(tmp_path):
+  path = tmp_path / 'instances.json'
+  path.write_text(json.dumps({
+      'images': [{'id': 9, 'file_name': 'x.jpg'}],
+      'categories': [{'id': 44, 'name': 'cat'}], 'annotations': []}))
+  labels = {0: 'none', 1: 'cat'}
+  assert eval_ssd_network._coco_source_ids(_FakeDataset(
+      [{'annotations_file': str(path)}]), labels) == ({1: 44}, {'x.jpg': 9})
+  # VOC data, or a JSON that moved away: ids of its own.
+  assert eval_ssd_network._coco_source_ids(_FakeDataset(
+      [{'source_dir': '/voc'}, {'annotations_file': str(tmp_path / 'gone')}]),
+      labels) == (None, None)
