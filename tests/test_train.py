@@ -1,7 +1,9 @@
-"""End-to-end tests of train_ssd_network.py, run as a user runs it.
+"""Tests of training: the library (utils/training.py) in-process, and a few
+end-to-end runs of train_ssd_network.py as a user runs it.
 
-Each run is a subprocess on the small sample dataset with batch size 1 and
-bfloat16 compute where the test is not about numerics, to keep it short.
+Everything runs on the small sample dataset at batch size 1 in float32
+(bfloat16 is no faster on the AVX2-only CPU kind).  The trained checkpoint
+other tests need comes from one session-scoped fixture, `trained_checkpoint`.
 """
 import glob
 import os
@@ -17,6 +19,8 @@ import tf_slim as slim
 from nets import nets_factory
 from nets import ssd_vgg_300
 from utils import checkpoints
+from utils import train_tools
+from utils import training
 
 from conftest import PROJECT_ROOT
 
@@ -24,7 +28,7 @@ v1 = tf.compat.v1
 SCRIPT = os.path.join(PROJECT_ROOT, 'train_ssd_network.py')
 
 
-def run_training(train_dir, dataset_dir, *extra_flags, timeout=300):
+def run_script(train_dir, dataset_dir, *extra_flags, timeout=300):
   """Runs the training script; returns (return code, combined output)."""
   command = [sys.executable, SCRIPT, '--train_dir', str(train_dir),
              '--dataset_dir', dataset_dir, '--batch_size', '1',
@@ -36,6 +40,86 @@ def run_training(train_dir, dataset_dir, *extra_flags, timeout=300):
   return result.returncode, result.stdout + result.stderr
 
 
+def small_config(train_dir, dataset_dir, **groups):
+  """A TrainingConfig for a short in-process run on the sample data.
+
+  Args:
+    train_dir, dataset_dir: where the run writes and reads.
+    **groups: {group name: {setting: value}} overrides, e.g.
+      optimisation=dict(learning_rate=0).
+  """
+  defaults = dict(
+      data=dict(dataset_dir=dataset_dir, batch_size=1, num_readers=1,
+                num_preprocessing_threads=2),
+      optimisation=dict(max_number_of_steps=1),
+      logging=dict(train_dir=str(train_dir), log_every_n_steps=1,
+                   save_summaries_secs=1))
+  config = training.TrainingConfig(seed=1)
+  for name in training.TrainingConfig.GROUPS:
+    values = dict(defaults.get(name, {}), **groups.get(name, {}))
+    setattr(config, name, type(getattr(config, name))(**values))
+  return config
+
+
+def build_graph(config, input_fn=None):
+  """Builds the training graph of `config` in the default graph.
+
+  Returns:
+    (TrainingGraph, model_deploy.DeploymentConfig).
+  """
+  dataset = training.load_dataset(config.data)
+  ssd_net = training.build_ssd_net(config.model, dataset.num_classes)
+  deploy_config = training.make_deploy_config(config.deployment)
+  if input_fn is None:
+    input_fn = training.tfrecord_input_fn(
+        dataset, config.data, config.model.model_name,
+        config.model.data_format, config.seed)
+  v1.set_random_seed(config.seed)
+  tensors = training.build_training_graph(config, ssd_net, deploy_config,
+                                          input_fn, dataset.num_samples)
+  return tensors, deploy_config
+
+
+def run_steps(config, num_steps, input_fn=None):
+  """Builds the graph and runs up to `num_steps` steps in-process.
+
+  The training loop itself (tf_slim's Supervisor, whose threads need
+  eager execution off process-wide) runs only in the subprocess tests; here
+  the library's graph, init_fn and StepRunner run in a plain session.
+
+  Returns:
+    (StepRunner, {variable name: value} after the steps, losses).
+  """
+  with tf.Graph().as_default():
+    tensors, deploy_config = build_graph(config, input_fn)
+    init_fn = training.make_init_fn(config.logging.train_dir, config.model)
+    runner = training.StepRunner(tensors, config.data.batch_size, num_steps,
+                                 1)
+    session_config = train_tools.session_config(
+        deploy_config, precision=config.deployment.precision)
+    with v1.Session(config=session_config) as sess:
+      sess.run([v1.global_variables_initializer(),
+                v1.local_variables_initializer()])
+      if init_fn is not None:
+        init_fn(sess)
+      coord = v1.train.Coordinator()
+      threads = v1.train.start_queue_runners(sess, coord)
+      losses = []
+      try:
+        for _ in range(num_steps):
+          loss, should_stop = runner(sess, tensors.train_op,
+                                     tensors.global_step, {})
+          losses.append(loss)
+          if should_stop:
+            break
+      finally:
+        coord.request_stop()
+        coord.join(threads, stop_grace_period_secs=10)
+      variables = {v.op.name: value for v, value in zip(
+          v1.global_variables(), sess.run(v1.global_variables()))}
+  return runner, variables, losses
+
+
 def checkpoint_step(train_dir):
   reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(train_dir)))
   return reader.get_tensor('global_step')
@@ -44,16 +128,24 @@ def checkpoint_step(train_dir):
 def summary_tags(train_dir):
   tags = set()
   for event_file in glob.glob(os.path.join(str(train_dir), 'events.*')):
-    for event in tf.compat.v1.train.summary_iterator(event_file):
+    for event in v1.train.summary_iterator(event_file):
       tags.update(value.tag for value in event.summary.value)
+  return tags
+
+
+def static_summary_tags(summary_op):
+  """The tags of a merged summary op, read from the graph (nothing runs)."""
+  tags = set()
+  for summary in summary_op.op.inputs:
+    tag = tf.get_static_value(summary.op.inputs[0])
+    tags.update(item.decode() for item in np.atleast_1d(tag))
   return tags
 
 
 def test_one_clone_trains_writes_summaries_and_resumes(tmp_path,
                                                        sample_dataset_dir):
-  code, log = run_training(tmp_path, sample_dataset_dir,
-                           '--max_number_of_steps', '2',
-                           '--precision', 'mixed_bfloat16')
+  code, log = run_script(tmp_path, sample_dataset_dir,
+                         '--max_number_of_steps', '2')
   assert code == 0, log
   assert checkpoint_step(tmp_path) == 2
   assert 'images/s' in log and 'ETA' in log
@@ -67,23 +159,26 @@ def test_one_clone_trains_writes_summaries_and_resumes(tmp_path,
   assert '--batch_size=1' in text and 'sample_train_000.tfrecord' in text
   assert 'anchor_sizes' in text
 
-  code, log = run_training(tmp_path, sample_dataset_dir,
-                           '--max_number_of_steps', '3',
-                           '--precision', 'mixed_bfloat16')
+  code, log = run_script(tmp_path, sample_dataset_dir,
+                         '--max_number_of_steps', '3')
   assert code == 0, log
   assert 'Resuming from' in log and 'model.ckpt-2' in log
   assert checkpoint_step(tmp_path) == 3
 
 
-def test_two_clones_on_logical_cpus(tmp_path, sample_dataset_dir):
-  code, log = run_training(tmp_path, sample_dataset_dir,
-                           '--max_number_of_steps', '2', '--num_clones', '2',
-                           '--clone_on_cpu', '--precision', 'mixed_bfloat16')
-  assert code == 0, log
-  assert checkpoint_step(tmp_path) == 2
-  tags = summary_tags(tmp_path)
+def test_two_clones_summarise_the_first_clone_only(tmp_path,
+                                                   sample_dataset_dir):
+  config = small_config(tmp_path, sample_dataset_dir,
+                        deployment=dict(num_clones=2, clone_on_cpu=True))
+  with tf.Graph().as_default():
+    tensors, _ = build_graph(config)
+    tags = static_summary_tags(tensors.summary_op)
+    clone_scopes = {op.name.split('/')[0] for op in
+                    v1.get_default_graph().get_operations()
+                    if op.name.startswith('clone_')}
+  assert clone_scopes == {'clone_0', 'clone_1'}
   assert {'clone_0/losses/clone_loss', 'clone_0/losses/regularization_loss',
-          'losses/total_loss'} <= tags, tags
+          'losses/total_loss', 'learning_rate'} <= tags, tags
   assert not any(tag.startswith('clone_1/') for tag in tags), tags
 
 
@@ -109,8 +204,8 @@ def _model_variable_shapes(num_classes):
     return {v.op.name: v.shape.as_list() for v in v1.global_variables()}
 
 
-def test_imagenet_vgg16_init_with_zero_learning_rate(tmp_path,
-                                                     sample_dataset_dir):
+def test_imagenet_vgg16_init_restores_the_vgg_layers_only(tmp_path,
+                                                         sample_dataset_dir):
   rng = np.random.RandomState(0)
   vgg_shapes = {
       name.replace('ssd_300_vgg/', 'vgg_16/', 1): shape
@@ -121,28 +216,21 @@ def test_imagenet_vgg16_init_with_zero_learning_rate(tmp_path,
                 for name, shape in vgg_shapes.items()}
   prefix = _save_checkpoint(str(tmp_path / 'vgg' / 'vgg_16.ckpt'), vgg_values)
 
-  train_dir = tmp_path / 'train'
   exclude = ','.join(ssd_vgg_300.SSDNet().non_vgg_scopes())
-  code, log = run_training(
-      train_dir, sample_dataset_dir, '--max_number_of_steps', '1',
-      '--checkpoint_path', prefix + '.data-00000-of-00001',
-      '--checkpoint_model_scope', 'vgg_16',
-      '--checkpoint_exclude_scopes', exclude,
-      '--optimizer', 'sgd', '--learning_rate', '0',
-      '--learning_rate_decay_type', 'fixed', '--precision', 'mixed_bfloat16')
-  assert code == 0, log
-  assert 'Initialising 26 variables from' in log
-  reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(train_dir)))
+  _, values, _ = run_steps(small_config(
+      tmp_path / 'train', sample_dataset_dir,
+      model=dict(checkpoint_path=prefix + '.data-00000-of-00001',
+                 checkpoint_model_scope='vgg_16',
+                 checkpoint_exclude_scopes=exclude)), 0)
   for name, value in vgg_values.items():
     np.testing.assert_array_equal(
-        reader.get_tensor(name.replace('vgg_16/', 'ssd_300_vgg/', 1)), value)
+        values[name.replace('vgg_16/', 'ssd_300_vgg/', 1)], value)
   # The SSD-only layers kept their initial values.
   np.testing.assert_array_equal(
-      reader.get_tensor('ssd_300_vgg/block4_box/L2Normalization/gamma'),
+      values['ssd_300_vgg/block4_box/L2Normalization/gamma'],
       np.full([512], 20.0, np.float32))
   np.testing.assert_array_equal(
-      reader.get_tensor('ssd_300_vgg/block8/conv3x3/biases'),
-      np.zeros([512], np.float32))
+      values['ssd_300_vgg/block8/conv3x3/biases'], np.zeros([512], np.float32))
 
 
 def test_class_count_mismatch_names_variables_and_fix(tmp_path,
@@ -151,22 +239,28 @@ def test_class_count_mismatch_names_variables_and_fix(tmp_path,
   _save_checkpoint(
       str(tmp_path / 'ssd' / 'ssd_300_vgg.ckpt'),
       {name: np.zeros(shape, np.float32) for name, shape in shapes.items()})
-  code, log = run_training(tmp_path / 'train', sample_dataset_dir,
-                           '--max_number_of_steps', '1',
-                           '--checkpoint_path', str(tmp_path / 'ssd'))
-  assert code == 1
-  assert 'ssd_300_vgg/block4_box/conv_cls/weights' in log
-  assert '--checkpoint_exclude_scopes=ssd_300_vgg/block4_box' in log
-  assert 'Traceback' not in log
-  assert 'Assign requires shapes' not in log
+  config = small_config(tmp_path / 'train', sample_dataset_dir,
+                        model=dict(checkpoint_path=str(tmp_path / 'ssd')))
+  with pytest.raises(checkpoints.CheckpointError) as error:
+    with tf.Graph().as_default():
+      build_graph(config)
+      training.make_init_fn(config.logging.train_dir, config.model)
+  message = str(error.value)
+  assert 'ssd_300_vgg/block4_box/conv_cls/weights' in message
+  assert '--checkpoint_exclude_scopes=ssd_300_vgg/block4_box' in message
+  assert 'Assign requires shapes' not in message
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path, sample_dataset_dir):
-  code, log = run_training(tmp_path / 'train', sample_dataset_dir,
-                           '--checkpoint_path', str(tmp_path / 'nope.ckpt'))
-  assert code == 1
-  assert 'nope.ckpt does not exist' in log
-  assert 'Traceback' not in log
+  config = small_config(tmp_path / 'train', sample_dataset_dir,
+                        model=dict(checkpoint_path=str(tmp_path / 'nope.ckpt')))
+  dataset = training.load_dataset(config.data)
+  ssd_net = training.build_ssd_net(config.model, dataset.num_classes)
+  # Before anything is built.
+  with pytest.raises(checkpoints.CheckpointError,
+                     match='nope.ckpt does not exist'):
+    training.run_training(config, ssd_net, dataset,
+                          input_fn=lambda *unused: pytest.fail('built'))
 
 
 def test_resolve_checkpoint_path_accepts_files_and_directories(tmp_path):
@@ -183,94 +277,15 @@ def test_resolve_checkpoint_path_accepts_files_and_directories(tmp_path):
 
 def test_non_finite_loss_stops_without_writing_nan(tmp_path,
                                                    sample_dataset_dir):
-  code, log = run_training(
-      tmp_path, sample_dataset_dir, '--max_number_of_steps', '20',
-      '--optimizer', 'sgd', '--learning_rate', '1e12',
-      '--learning_rate_decay_type', 'fixed', '--precision', 'mixed_bfloat16')
-  assert code == 1, log
-  assert 'Non-finite loss or gradient at step' in log
-  assert 'learning_rate' in log and 'gradients_finite' in log
-  assert 'Traceback' not in log
-  reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(tmp_path)))
-  for name in reader.get_variable_to_shape_map():
-    assert np.all(np.isfinite(reader.get_tensor(name))), name
-
-
-def _fixed_batch(dataset_dir, ssd_net, num_images):
-  """The first `num_images` sample images, resized and encoded.
-
-  Returns:
-    A list of (image file name, network input, (gclasses, glocalisations,
-    gscores), labels, boxes), numpy values.
-  """
-  from datasets import dataset_factory  # pylint: disable=g-import-not-at-top
-  from preprocessing import preprocessing_factory  # pylint: disable=g-import-not-at-top
-  preprocess = preprocessing_factory.get_preprocessing('ssd_300_vgg',
-                                                       is_training=False)
-  dataset = dataset_factory.get_dataset('voc', 'train', dataset_dir)
-  anchors = ssd_net.anchors(ssd_net.params.img_shape)
-  with tf.Graph().as_default():
-    example = v1.data.make_one_shot_iterator(
-        dataset.read(shuffle=False)).get_next()
-    image, labels, bboxes, _ = preprocess(
-        example['image'], example['labels'], example['bboxes'],
-        out_shape=ssd_net.params.img_shape)
-    targets = ssd_net.bboxes_encode(labels, bboxes, anchors)
-    with v1.Session() as sess:
-      return [sess.run([example['filename'], image, targets, labels, bboxes])
-              for _ in range(num_images)]
-
-
-def _iou(box_a, box_b):
-  (ya0, xa0, ya1, xa1), (yb0, xb0, yb1, xb1) = box_a, box_b
-  inter = (max(0, min(ya1, yb1) - max(ya0, yb0)) *
-           max(0, min(xa1, xb1) - max(xa0, xb0)))
-  union = (ya1 - ya0) * (xa1 - xa0) + (yb1 - yb0) * (xb1 - xb0) - inter
-  return inter / union
-
-
-def test_learns_a_tiny_fixed_batch_and_the_demo_finds_the_objects(
-    tmp_path, sample_dataset_dir):
-  """Loss falls by a clear factor; the demo then finds every object."""
-  import demo_ssd  # pylint: disable=g-import-not-at-top
-  from deployment import model_deploy  # pylint: disable=g-import-not-at-top
-  from utils import train_tools  # pylint: disable=g-import-not-at-top
-  ssd_class = nets_factory.get_network('ssd_300_vgg')
-  ssd_net = ssd_class(ssd_class.default_params._replace(num_classes=4))
-  examples = _fixed_batch(sample_dataset_dir, ssd_net, 2)
-  images = np.stack([example[1] for example in examples])
-  gclasses, glocalisations, gscores = [
-      [np.stack([example[2][kind][layer] for example in examples])
-       for layer in range(len(ssd_net.params.feat_layers))]
-      for kind in range(3)]
-  with tf.Graph().as_default():
-    v1.set_random_seed(0)
-    with slim.arg_scope(ssd_net.arg_scope(weight_decay=0.0005)):
-      _, localisations, logits, _ = ssd_net.net(tf.constant(images),
-                                                is_training=True)
-    ssd_net.losses(logits, localisations, gclasses, glocalisations, gscores)
-    total_loss = tf.add_n(v1.losses.get_losses() +
-                          v1.losses.get_regularization_losses())
-    train_op = v1.train.AdamOptimizer(1e-3).minimize(total_loss)
-    config = train_tools.session_config(model_deploy.DeploymentConfig(),
-                                        precision='mixed_bfloat16')
-    with v1.Session(config=config) as sess:
-      sess.run(v1.global_variables_initializer())
-      losses = [sess.run([train_op, total_loss])[1] for _ in range(80)]
-      checkpoint = v1.train.Saver(slim.get_model_variables()).save(
-          sess, str(tmp_path / 'model.ckpt'))
-  assert np.all(np.isfinite(losses))
-  assert np.mean(losses[-5:]) < 0.25 * losses[0], losses
-
-  image_files = [os.path.join(sample_dataset_dir, 'voc', 'JPEGImages',
-                              example[0].decode()) for example in examples]
-  found = demo_ssd.detect(checkpoint, image_files, num_classes=4)
-  for (_, _, _, labels, boxes), detections in zip(examples, found):
-    # Detections are in pixels of the original image; boxes normalised.
-    height, width = detections.height, detections.width
-    for label, box in zip(labels, boxes):
-      matches = [score for cls, score, det in zip(
-          detections.classes, detections.scores, detections.bboxes)
-                 if cls == label and score > 0.5 and
-                 _iou(box, det) > 0.5]
-      assert matches, (label, box, detections, height, width)
+  config = small_config(
+      tmp_path, sample_dataset_dir,
+      optimisation=dict(max_number_of_steps=20, optimizer='sgd',
+                        learning_rate=1e12, learning_rate_decay_type='fixed',
+                        warmup_steps=0))
+  runner, values, losses = run_steps(config, 20)
+  assert runner.failure and np.isnan(losses[-1]), losses
+  assert 'Non-finite loss or gradient at step' in runner.failure
+  assert 'learning_rate' in runner.failure
+  assert 'gradients_finite' in runner.failure
+  for name, value in values.items():
+    assert np.all(np.isfinite(value)), name

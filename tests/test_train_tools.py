@@ -1,6 +1,4 @@
 """Tests of utils/train_tools.py."""
-import types
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -11,21 +9,6 @@ from deployment import model_deploy
 from utils import train_tools
 
 v1 = tf.compat.v1
-
-
-def _flags(**overrides):
-  values = dict(
-      batch_size=4, num_clones=2, num_epochs_per_decay=2.0,
-      learning_rate=0.1, end_learning_rate=0.001,
-      learning_rate_decay_factor=0.5, learning_rate_decay_type='exponential',
-      optimizer='sgd', adadelta_rho=0.95, adadelta_epsilon=1e-6,
-      adagrad_initial_accumulator_value=0.1, adam_beta1=0.9, adam_beta2=0.999,
-      adam_epsilon=1e-8, ftrl_learning_rate_power=-0.5,
-      ftrl_initial_accumulator_value=0.1, ftrl_l1=0.0, ftrl_l2=0.0,
-      momentum=0.9, rmsprop_decay=0.9, rmsprop_momentum=0.9,
-      rmsprop_epsilon=1.0, sync_replicas=False, replicas_to_aggregate=1)
-  values.update(overrides)
-  return types.SimpleNamespace(**values)
 
 
 class TestReshapeList:
@@ -46,43 +29,51 @@ class TestReshapeList:
       train_tools.reshape_list([1, 2, 3, 4], [1, 2])
 
 
-def _learning_rates(flags, steps, num_samples=80):
+def _learning_rates(steps, **schedule):
+  """The rate at each of `steps` (initial rate 0.1, 20 steps per decay)."""
+  schedule = dict(dict(learning_rate=0.1, decay_type='exponential',
+                       steps_per_decay=20, decay_factor=0.5,
+                       end_learning_rate=0.001), **schedule)
   with tf.Graph().as_default():
     global_step = v1.placeholder(tf.int64, [])
-    rate = train_tools.configure_learning_rate(flags, num_samples, global_step)
+    rate = train_tools.configure_learning_rate(global_step, **schedule)
     with v1.Session() as sess:
       return [sess.run(rate, {global_step: s}) for s in steps]
 
 
 class TestLearningRate:
 
-  def test_decay_steps_counts_clones_and_replicas(self):
+  def test_decay_steps_counts_images_per_step(self):
     # 80 samples / (4 images x 2 clones) = 10 steps an epoch, x 2 epochs.
-    assert train_tools.decay_steps(_flags(), 80) == 20
-    assert train_tools.decay_steps(
-        _flags(sync_replicas=True, replicas_to_aggregate=2), 80) == 10
+    assert train_tools.decay_steps(80, 8, 2.0) == 20
+    # Two synchronous replicas aggregated per step: half the steps.
+    assert train_tools.decay_steps(80, 16, 2.0) == 10
 
   def test_exponential_is_a_staircase(self):
-    rates = _learning_rates(_flags(), [0, 19, 20, 39, 40])
+    rates = _learning_rates([0, 19, 20, 39, 40])
     np.testing.assert_allclose(rates, [0.1, 0.1, 0.05, 0.05, 0.025])
 
   def test_fixed(self):
-    rates = _learning_rates(_flags(learning_rate_decay_type='fixed'), [0, 99])
+    rates = _learning_rates([0, 99], decay_type='fixed')
     np.testing.assert_allclose(rates, [0.1, 0.1])
 
+  def test_integer_rate_is_a_float_rate(self):
+    rates = _learning_rates([0, 5], decay_type='fixed', learning_rate=0,
+                            warmup_steps=4)
+    np.testing.assert_array_equal(rates, [0.0, 0.0])
+
   def test_polynomial_reaches_end_rate(self):
-    rates = _learning_rates(
-        _flags(learning_rate_decay_type='polynomial'), [0, 10, 20, 30])
+    rates = _learning_rates([0, 10, 20, 30], decay_type='polynomial')
     np.testing.assert_allclose(rates, [0.1, 0.0505, 0.001, 0.001], rtol=1e-5)
 
   def test_warmup_ramps_linearly_then_follows_the_schedule(self):
-    rates = _learning_rates(_flags(warmup_steps=4), [0, 1, 3, 19, 20])
+    rates = _learning_rates([0, 1, 3, 19, 20], warmup_steps=4)
     np.testing.assert_allclose(rates, [0.025, 0.05, 0.1, 0.1, 0.05],
                                rtol=1e-6)
 
   def test_unknown_type_lists_valid_ones(self):
     with pytest.raises(ValueError, match='exponential, fixed, polynomial'):
-      _learning_rates(_flags(learning_rate_decay_type='cosine'), [0])
+      _learning_rates([0], decay_type='linear')
 
 
 class TestOptimizer:
@@ -98,7 +89,7 @@ class TestOptimizer:
   ])
   def test_each_optimizer_takes_a_step(self, name, cls):
     with tf.Graph().as_default():
-      optimizer = train_tools.configure_optimizer(_flags(optimizer=name), 0.1)
+      optimizer = train_tools.configure_optimizer(name, 0.1)
       assert isinstance(optimizer, cls)
       var = v1.get_variable('w', initializer=1.0)
       step = optimizer.minimize(tf.square(var))
@@ -108,16 +99,18 @@ class TestOptimizer:
         assert sess.run(var) < 1.0
 
   def test_adam_and_rmsprop_epsilons_are_separate(self):
-    flags = _flags(optimizer='adam')
-    optimizer = train_tools.configure_optimizer(flags, 0.1)
+    optimizer = train_tools.configure_optimizer('adam', 0.1)
     assert optimizer._epsilon == 1e-8
-    optimizer = train_tools.configure_optimizer(_flags(optimizer='rmsprop'),
-                                                0.1)
+    optimizer = train_tools.configure_optimizer('rmsprop', 0.1)
     assert optimizer._epsilon == 1.0
+    optimizer = train_tools.configure_optimizer('adam', 0.1, adam_epsilon=0.5)
+    assert optimizer._epsilon == 0.5
 
   def test_unknown_optimizer_lists_valid_ones(self):
     with pytest.raises(ValueError, match='adadelta, adagrad, adam'):
-      train_tools.configure_optimizer(_flags(optimizer='lamb'), 0.1)
+      train_tools.configure_optimizer('lamb', 0.1)
+    with pytest.raises(ValueError, match='adam_epsilo'):
+      train_tools.configure_optimizer('adam', 0.1, adam_epsilo=1.0)
 
 
 class TestVariablesToTrain:

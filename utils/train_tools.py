@@ -1,7 +1,7 @@
 """Training helpers ("train tools"): queues, learning rate, optimizer, clones.
 
-The functions reading hyper-parameters take any object with the flag
-attributes (the absl FLAGS of train_ssd_network.py, or a namespace in tests).
+Every function takes plain values (no flags object): the training library
+(utils/training.py) passes them from its configuration.
 """
 import math
 
@@ -11,16 +11,22 @@ from utils import tf_compat  # noqa: F401  (before tf_slim: restores the names i
 import tf_slim as slim
 
 from deployment import model_deploy
+from utils import platform_info
 
 _v1 = tf.compat.v1
 
 LEARNING_RATE_DECAY_TYPES = ('exponential', 'fixed', 'polynomial')
 OPTIMIZERS = ('adadelta', 'adagrad', 'adam', 'ftrl', 'momentum', 'rmsprop',
               'sgd')
-# float32; bfloat16 compute through oneDNN's grappler rewrite (CPUs with
-# AVX512-BF16/AMX); float16 compute through grappler's GPU rewrite with
-# dynamic loss scaling.  Weights, optimizer state and losses stay float32.
-PRECISIONS = ('float32', 'mixed_bfloat16', 'mixed_float16')
+# The hyper-parameters configure_optimizer takes, with their defaults (those
+# of TF-slim's train_image_classifier.py).
+OPTIMIZER_HYPERPARAMETERS = dict(
+    adadelta_rho=0.95, adadelta_epsilon=1e-6,
+    adagrad_initial_accumulator_value=0.1, adam_beta1=0.9, adam_beta2=0.999,
+    adam_epsilon=1e-8, ftrl_learning_rate_power=-0.5,
+    ftrl_initial_accumulator_value=0.1, ftrl_l1=0.0, ftrl_l2=0.0,
+    momentum=0.9, rmsprop_decay=0.9, rmsprop_momentum=0.9,
+    rmsprop_epsilon=1.0)
 
 
 def reshape_list(items, shape=None):
@@ -63,35 +69,46 @@ def reshape_list(items, shape=None):
   return grouped
 
 
-def decay_steps(flags, num_samples_per_epoch):
+def decay_steps(num_samples_per_epoch, images_per_step, num_epochs_per_decay):
   """Global steps between two learning-rate decays.
 
-  One step consumes batch_size images on each of num_clones clones; with
-  synchronous replicas one global step aggregates replicas_to_aggregate such
-  steps, so the same number of epochs takes fewer global steps.
+  Args:
+    num_samples_per_epoch: images in the training set.
+    images_per_step: images one global step consumes: batch_size on each of
+      num_clones clones, times replicas_to_aggregate with synchronous
+      replicas (one global step aggregates that many workers' steps).
+    num_epochs_per_decay: epochs per decay period.
   """
-  images_per_step = flags.batch_size * flags.num_clones
-  if getattr(flags, 'sync_replicas', False):
-    images_per_step *= flags.replicas_to_aggregate
   return max(1, int(num_samples_per_epoch / images_per_step *
-                    flags.num_epochs_per_decay))
+                    num_epochs_per_decay))
 
 
-def configure_learning_rate(flags, num_samples_per_epoch, global_step):
-  """The learning-rate tensor for `flags.learning_rate_decay_type`.
+def configure_learning_rate(global_step, learning_rate, decay_type,
+                            steps_per_decay=1, decay_factor=0.94,
+                            end_learning_rate=0.0001, warmup_steps=0):
+  """The learning-rate tensor of a schedule.
 
-  Types: 'exponential' (staircase, multiplied by learning_rate_decay_factor
-  every num_epochs_per_decay epochs), 'fixed', and 'polynomial' (linear
-  decay to end_learning_rate over num_epochs_per_decay epochs, then
-  constant).  With `flags.warmup_steps` (0 if absent) > 0, the rate first
-  ramps up linearly from learning_rate / warmup_steps to the schedule's
-  value at step warmup_steps.
+  Types: 'exponential' (staircase, multiplied by decay_factor every
+  steps_per_decay), 'fixed', and 'polynomial' (linear decay to
+  end_learning_rate over steps_per_decay, then constant).  With warmup_steps
+  > 0 the rate first ramps up linearly from learning_rate / warmup_steps
+  to the schedule's value at step warmup_steps.
+
+  Args:
+    global_step: the global step tensor.
+    learning_rate: the initial rate.
+    decay_type: one of LEARNING_RATE_DECAY_TYPES.
+    steps_per_decay: steps per decay period (see decay_steps).
+    decay_factor: exponential decay factor per period.
+    end_learning_rate: final rate of the polynomial decay.
+    warmup_steps: steps of the linear warm-up; 0 for none.
 
   Raises:
     ValueError: for an unknown decay type.
   """
-  rate = _decayed_learning_rate(flags, num_samples_per_epoch, global_step)
-  warmup_steps = getattr(flags, 'warmup_steps', 0)
+  rate = _decayed_learning_rate(global_step, float(learning_rate),
+                                decay_type, steps_per_decay, decay_factor,
+                                end_learning_rate)
   if not warmup_steps:
     return rate
   # A deep network without batch norm, trained from scratch, diverges when
@@ -101,60 +118,68 @@ def configure_learning_rate(flags, num_samples_per_epoch, global_step):
   return tf.multiply(rate, warmup_fraction, name='warmup_learning_rate')
 
 
-def _decayed_learning_rate(flags, num_samples_per_epoch, global_step):
-  steps = decay_steps(flags, num_samples_per_epoch)
-  decay_type = flags.learning_rate_decay_type
+def _decayed_learning_rate(global_step, learning_rate, decay_type, steps,
+                           decay_factor, end_learning_rate):
   if decay_type == 'exponential':
     return _v1.train.exponential_decay(
-        flags.learning_rate, global_step, steps,
-        flags.learning_rate_decay_factor, staircase=True,
+        learning_rate, global_step, steps, decay_factor, staircase=True,
         name='exponential_decay_learning_rate')
   if decay_type == 'fixed':
-    return tf.constant(flags.learning_rate, name='fixed_learning_rate')
+    return tf.constant(learning_rate, name='fixed_learning_rate')
   if decay_type == 'polynomial':
     return _v1.train.polynomial_decay(
-        flags.learning_rate, global_step, steps, flags.end_learning_rate,
+        learning_rate, global_step, steps, end_learning_rate,
         power=1.0, cycle=False, name='polynomial_decay_learning_rate')
   raise ValueError('Unknown learning_rate_decay_type %r; valid: %s.' %
                    (decay_type, ', '.join(LEARNING_RATE_DECAY_TYPES)))
 
 
-def configure_optimizer(flags, learning_rate):
-  """The tf.compat.v1 optimizer named by `flags.optimizer`.
+def configure_optimizer(name, learning_rate, **hyperparameters):
+  """The tf.compat.v1 optimizer called `name`.
 
-  Each optimizer reads its own hyper-parameter flags; in particular Adam's
-  epsilon (adam_epsilon, 1e-8 by default) is separate from RMSProp's
-  (rmsprop_epsilon, conventionally 1.0), which would make Adam crawl.
+  Each optimizer takes its own hyper-parameters (OPTIMIZER_HYPERPARAMETERS
+  names them all, with their defaults); in particular Adam's epsilon
+  (adam_epsilon, 1e-8) is separate from RMSProp's (rmsprop_epsilon,
+  conventionally 1.0), which would make Adam crawl.
+
+  Args:
+    name: one of OPTIMIZERS.
+    learning_rate: a float or tensor.
+    **hyperparameters: any of OPTIMIZER_HYPERPARAMETERS.
 
   Raises:
-    ValueError: for an unknown optimizer.
+    ValueError: for an unknown optimizer or hyper-parameter.
   """
-  name = flags.optimizer
+  unknown = sorted(set(hyperparameters) - set(OPTIMIZER_HYPERPARAMETERS))
+  if unknown:
+    raise ValueError('Unknown optimizer hyper-parameters: %s.' %
+                     ', '.join(unknown))
+  h = dict(OPTIMIZER_HYPERPARAMETERS, **hyperparameters)
   train = _v1.train
   if name == 'adadelta':
-    return train.AdadeltaOptimizer(learning_rate, rho=flags.adadelta_rho,
-                                   epsilon=flags.adadelta_epsilon)
+    return train.AdadeltaOptimizer(learning_rate, rho=h['adadelta_rho'],
+                                   epsilon=h['adadelta_epsilon'])
   if name == 'adagrad':
     return train.AdagradOptimizer(
         learning_rate,
-        initial_accumulator_value=flags.adagrad_initial_accumulator_value)
+        initial_accumulator_value=h['adagrad_initial_accumulator_value'])
   if name == 'adam':
-    return train.AdamOptimizer(learning_rate, beta1=flags.adam_beta1,
-                               beta2=flags.adam_beta2,
-                               epsilon=flags.adam_epsilon)
+    return train.AdamOptimizer(learning_rate, beta1=h['adam_beta1'],
+                               beta2=h['adam_beta2'],
+                               epsilon=h['adam_epsilon'])
   if name == 'ftrl':
     return train.FtrlOptimizer(
-        learning_rate, learning_rate_power=flags.ftrl_learning_rate_power,
-        initial_accumulator_value=flags.ftrl_initial_accumulator_value,
-        l1_regularization_strength=flags.ftrl_l1,
-        l2_regularization_strength=flags.ftrl_l2)
+        learning_rate, learning_rate_power=h['ftrl_learning_rate_power'],
+        initial_accumulator_value=h['ftrl_initial_accumulator_value'],
+        l1_regularization_strength=h['ftrl_l1'],
+        l2_regularization_strength=h['ftrl_l2'])
   if name == 'momentum':
-    return train.MomentumOptimizer(learning_rate, momentum=flags.momentum,
+    return train.MomentumOptimizer(learning_rate, momentum=h['momentum'],
                                    name='Momentum')
   if name == 'rmsprop':
-    return train.RMSPropOptimizer(learning_rate, decay=flags.rmsprop_decay,
-                                  momentum=flags.rmsprop_momentum,
-                                  epsilon=flags.rmsprop_epsilon)
+    return train.RMSPropOptimizer(learning_rate, decay=h['rmsprop_decay'],
+                                  momentum=h['rmsprop_momentum'],
+                                  epsilon=h['rmsprop_epsilon'])
   if name == 'sgd':
     return train.GradientDescentOptimizer(learning_rate)
   raise ValueError('Unknown optimizer %r; valid: %s.' %
@@ -211,7 +236,10 @@ def get_variables_to_train(trainable_scopes=None):
 
 def deploy_loss_summary(deploy_config, clone_fn, clone_args=None,
                         summarize_variables=True):
-  """Builds the clones and the first clone's summaries.
+  """Builds the clones, then the first clone's summaries.
+
+  (Named as in the TF-slim course: besides the loss summaries, it creates
+  the clones themselves, with model_deploy.create_clones.)
 
   Creates a clone per `deploy_config.num_clones` with
   `clone_fn(*clone_args)`, which returns the clone's end points (a dict of
@@ -303,7 +331,7 @@ def session_config(deploy_config, gpu_memory_fraction=None,
     `/device:CPU:i` exists for clone i.
   * GPU memory grows as needed, or is capped at `gpu_memory_fraction`.
   * `precision` switches on TensorFlow's own mixed-precision graph rewrite
-    (see PRECISIONS): the graph stays float32 and grappler runs the
+    (see platform_info.PRECISIONS): the graph stays float32 and grappler runs
     numerically safe ops (convolutions, matmuls, ...) in the low precision.
 
   Raises:
@@ -318,7 +346,7 @@ def session_config(deploy_config, gpu_memory_fraction=None,
     rewrites.auto_mixed_precision = rewriter_config_pb2.RewriterConfig.ON
   elif precision != 'float32':
     raise ValueError('Unknown precision %r; valid: %s.' %
-                     (precision, ', '.join(PRECISIONS)))
+                     (precision, ', '.join(platform_info.PRECISIONS)))
   if deploy_config.clone_on_cpu:
     config.device_count['CPU'] = deploy_config.num_clones
   if gpu_memory_fraction:

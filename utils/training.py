@@ -1,0 +1,808 @@
+"""The SSD training library: configuration, input, graph, step and loop.
+
+train_ssd_network.py is its flags adapter; tests and benchmarks call it
+directly.  The flow (TF-slim's train_image_classifier order):
+
+  1. deployment config and global step on the variables device;
+  2. the input: `input_fn(ssd_net, deploy_config) -> (batch_queue,
+     batch_shape)`; by default `tfrecord_input_fn`'s pipeline on the CPU
+     (TFRecords -> decode -> SSD augmentation -> ground-truth encoding
+     against the anchors -> batches, flattened into a prefetch queue that
+     each clone dequeues from);
+  3. the clone function (dequeue, network, losses) replicated on each clone;
+  4. learning rate and optimizer on the optimizer device;
+  5. summed clone gradients applied with the global step, after a
+     finiteness check;
+  6. tf_slim's training loop (`run_training`): checkpoints and TensorBoard
+     summaries in train_dir, resuming from the checkpoint already there.
+"""
+import dataclasses
+import os
+import signal
+import time
+import typing
+
+from absl import logging
+import tensorflow as tf
+from utils import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
+import tf_slim as slim
+
+from datasets import dataset_factory
+from datasets import sample_data
+from deployment import cluster as cluster_lib
+from deployment import model_deploy
+from nets import nets_factory
+from preprocessing import preprocessing_factory
+from preprocessing import visualization
+from utils import checkpoints
+from utils import paths
+from utils import train_tools
+
+_v1 = tf.compat.v1
+
+# Marker of the finiteness assertion, to recognise its error.
+_NON_FINITE_MARKER = 'Non-finite loss or gradient'
+TRAINING_CONFIG_FILE_NAME = 'training_config.txt'
+
+
+# ---------------------------------------------------------------------------
+# Configuration: one dataclass per group of settings.
+
+
+@dataclasses.dataclass
+class DataOptions:
+  """Which data to train on and how it is read and augmented."""
+  dataset_name: str = 'voc'
+  dataset_split_name: str = 'train'
+  dataset_dir: typing.Optional[str] = None
+  file_pattern: typing.Optional[str] = None
+  batch_size: int = 8
+  num_readers: int = 4
+  num_preprocessing_threads: int = 4
+  augmentation: str = 'ssd'
+
+
+@dataclasses.dataclass
+class ModelOptions:
+  """The network, and the checkpoint a fresh run starts from."""
+  model_name: str = 'ssd_300_vgg'
+  num_classes: typing.Optional[int] = None
+  data_format: str = 'NHWC'
+  checkpoint_path: typing.Optional[str] = None
+  checkpoint_model_scope: typing.Optional[str] = None
+  checkpoint_exclude_scopes: typing.Optional[str] = None
+  ignore_missing_vars: bool = False
+
+
+@dataclasses.dataclass
+class LossOptions:
+  """The SSD loss: matching, hard negatives, weights."""
+  match_threshold: float = 0.5
+  negative_ratio: float = 3.0
+  loss_alpha: float = 1.0
+  label_smoothing: float = 0.0
+
+
+@dataclasses.dataclass
+class OptimisationOptions:
+  """Regularisation, learning-rate schedule, optimizer, length of the run."""
+  weight_decay: float = 0.0005
+  optimizer: str = 'adam'
+  learning_rate: float = 0.001
+  learning_rate_decay_type: str = 'exponential'
+  end_learning_rate: float = 0.0001
+  learning_rate_decay_factor: float = 0.94
+  num_epochs_per_decay: float = 2.0
+  warmup_steps: int = 100
+  moving_average_decay: typing.Optional[float] = None
+  trainable_scopes: typing.Optional[str] = None
+  max_number_of_steps: typing.Optional[int] = None
+  # Hyper-parameters of the optimizers (train_tools.OPTIMIZER_HYPERPARAMETERS).
+  adadelta_rho: float = 0.95
+  adadelta_epsilon: float = 1e-6
+  adagrad_initial_accumulator_value: float = 0.1
+  adam_beta1: float = 0.9
+  adam_beta2: float = 0.999
+  adam_epsilon: float = 1e-8
+  ftrl_learning_rate_power: float = -0.5
+  ftrl_initial_accumulator_value: float = 0.1
+  ftrl_l1: float = 0.0
+  ftrl_l2: float = 0.0
+  momentum: float = 0.9
+  rmsprop_decay: float = 0.9
+  rmsprop_momentum: float = 0.9
+  rmsprop_epsilon: float = 1.0
+
+  def optimizer_hyperparameters(self):
+    return {name: getattr(self, name)
+            for name in train_tools.OPTIMIZER_HYPERPARAMETERS}
+
+
+@dataclasses.dataclass
+class DeploymentOptions:
+  """Clones, replicas, the cluster, precision and device memory."""
+  num_clones: int = 1
+  clone_on_cpu: bool = False
+  worker_replicas: int = 1
+  num_ps_tasks: int = 0
+  task: int = 0
+  # This process's place in a multi-machine cluster; None for a local run.
+  cluster: typing.Optional[cluster_lib.Cluster] = None
+  sync_replicas: bool = False
+  replicas_to_aggregate: typing.Optional[int] = None
+  ps_exit_when_done: bool = True
+  precision: str = 'float32'
+  gpu_memory_fraction: typing.Optional[float] = None
+
+  @property
+  def is_chief(self):
+    """Worker 0 (or the only process) initialises, saves and summarises."""
+    return self.task == 0
+
+  def images_per_step(self, batch_size):
+    """Images one global step trains on (all clones and replicas)."""
+    images = batch_size * self.num_clones
+    if self.sync_replicas:
+      images *= self.replicas_to_aggregate or self.worker_replicas
+    return images
+
+
+@dataclasses.dataclass
+class LoggingOptions:
+  """Where and how often the run logs, summarises and saves."""
+  train_dir: str = paths.FINE_TUNING_DIR
+  log_every_n_steps: int = 10
+  save_summaries_secs: int = 60
+  save_interval_secs: int = 600
+  max_to_keep: int = 5
+  keep_checkpoint_every_n_hours: float = 1.0
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+  """Everything a training run needs to know, grouped."""
+  data: DataOptions = dataclasses.field(default_factory=DataOptions)
+  model: ModelOptions = dataclasses.field(default_factory=ModelOptions)
+  loss: LossOptions = dataclasses.field(default_factory=LossOptions)
+  optimisation: OptimisationOptions = dataclasses.field(
+      default_factory=OptimisationOptions)
+  deployment: DeploymentOptions = dataclasses.field(
+      default_factory=DeploymentOptions)
+  logging: LoggingOptions = dataclasses.field(default_factory=LoggingOptions)
+  # Graph-level random seed (also seeds the augmentation); None: random.
+  seed: typing.Optional[int] = None
+
+  GROUPS = ('data', 'model', 'loss', 'optimisation', 'deployment', 'logging')
+
+  def settings(self):
+    """[(name, value)] of every setting, group by group (for the logs)."""
+    items = []
+    for group in self.GROUPS:
+      for field in dataclasses.fields(getattr(self, group)):
+        value = getattr(getattr(self, group), field.name)
+        if field.name == 'cluster':
+          if value is not None:
+            items += [('ps_hosts', ','.join(value.ps_hosts)),
+                      ('worker_hosts', ','.join(value.worker_hosts)),
+                      ('job_name', value.job_name)]
+          continue
+        items.append((field.name, value))
+    items.append(('seed', self.seed))
+    return items
+
+
+# ---------------------------------------------------------------------------
+# Data and network.
+
+
+def load_dataset(data):
+  """The training dataset of DataOptions (the built-in sample by default)."""
+  return dataset_factory.get_dataset(
+      data.dataset_name, data.dataset_split_name,
+      sample_data.dataset_dir_or_sample(data.dataset_dir), data.file_pattern)
+
+
+def build_ssd_net(model, dataset_num_classes):
+  """The SSDNet of ModelOptions (class count: the dataset's by default)."""
+  ssd_class = nets_factory.get_network(model.model_name)
+  return ssd_class(ssd_class.default_params._replace(
+      num_classes=model.num_classes or dataset_num_classes))
+
+
+# ---------------------------------------------------------------------------
+# Input.
+
+
+def tfrecord_input_fn(dataset, data, model_name, data_format, seed=None):
+  """The default input_fn: the TFRecord pipeline of `dataset`.
+
+  Args:
+    dataset: a datasets.dataset_factory dataset (its read()).
+    data: DataOptions (batch size, readers, threads, augmentation).
+    model_name: picks the preprocessing.
+    data_format: 'NHWC' or 'NCHW'.
+    seed: with a seed, each example's augmentation is seeded by its index.
+
+  Returns:
+    input_fn(ssd_net, deploy_config) -> (batch_queue, batch_shape).
+  """
+  def input_fn(ssd_net, deploy_config):
+    return build_input_queue(dataset, data, model_name, data_format, seed,
+                             ssd_net, deploy_config)
+  return input_fn
+
+
+def build_input_queue(dataset, data, model_name, data_format, seed, ssd_net,
+                      deploy_config):
+  """The CPU input pipeline, ending in one prefetch queue for the clones.
+
+  Returns:
+    (batch_queue, batch_shape): a queue of flat lists of 1 + 3 x L tensors
+    (the image batch, then gclasses, glocalisations and gscores for each of
+    the L feature layers) and the group sizes for reshape_list.
+  """
+  augment = data.augmentation == 'ssd'
+  image_preprocessing_fn = preprocessing_factory.get_preprocessing(
+      model_name, is_training=augment)
+  anchors = ssd_net.anchors(ssd_net.params.img_shape)
+
+  def preprocess(index, example):
+    """Training augmentation, or the evaluation resize without it."""
+    inputs = (example['image'], example['labels'], example['bboxes'])
+    out_shape = ssd_net.params.img_shape
+    if not augment:
+      return image_preprocessing_fn(*inputs, out_shape=out_shape,
+                                    data_format=data_format)[:3]
+    # With a seed, each example's augmentation is seeded by its index, so a
+    # run is reproducible whatever the number of parallel calls.
+    example_seed = None if seed is None else tf.stack(
+        [tf.constant(seed, tf.int64), index])
+    return image_preprocessing_fn(*inputs, out_shape=out_shape,
+                                  data_format=data_format, seed=example_seed)
+
+  def preprocess_and_encode(index, example):
+    image, labels, bboxes = preprocess(index, example)
+    gclasses, glocalisations, gscores = ssd_net.bboxes_encode(
+        labels, bboxes, anchors)
+    return tuple(train_tools.reshape_list(
+        [image, gclasses, glocalisations, gscores]))
+
+  with _v1.device(deploy_config.inputs_device()):
+    with tf.name_scope('input_pipeline'):
+      examples = dataset.read(num_readers=data.num_readers, shuffle=True,
+                              seed=seed)
+      batches = (examples
+                 .enumerate()
+                 .map(preprocess_and_encode,
+                      num_parallel_calls=data.num_preprocessing_threads)
+                 .batch(data.batch_size, drop_remainder=True)
+                 .prefetch(2))
+      batch = _v1.data.make_one_shot_iterator(batches).get_next()
+      batch_queue = slim.prefetch_queue.prefetch_queue(
+          list(batch), capacity=2 * deploy_config.num_clones)
+  num_layers = len(anchors)
+  return batch_queue, [1] + [num_layers] * 3
+
+
+class FixedBatchQueue(object):
+  """Stands in for the prefetch queue: every dequeue() reads one fixed batch.
+
+  The batch lives in local (not saved) variables, so a graph holding it
+  stays small to serialise.
+  """
+
+  def __init__(self, arrays):
+    with tf.name_scope('fixed_batch'):
+      self._variables = [
+          _v1.Variable(array, trainable=False, name='batch_%d' % i,
+                       collections=[_v1.GraphKeys.LOCAL_VARIABLES])
+          for i, array in enumerate(arrays)]
+
+  def dequeue(self):
+    return [variable.read_value() for variable in self._variables]
+
+
+def fixed_batch_input_fn(arrays, batch_shape):
+  """An input_fn serving one batch (a flat list of arrays) at every step.
+
+  For the model step alone (benchmarks) and memorisation checks (tests).
+  """
+  def input_fn(unused_ssd_net, unused_deploy_config):
+    return FixedBatchQueue(arrays), batch_shape
+  return input_fn
+
+
+def read_batch(input_fn, ssd_net, deploy_config, seed=None):
+  """One batch of `input_fn`'s queue, as numpy arrays (in its own graph).
+
+  Returns:
+    (flat list of arrays, batch_shape).
+  """
+  with tf.Graph().as_default():
+    if seed is not None:
+      _v1.set_random_seed(seed)
+    queue, batch_shape = input_fn(ssd_net, deploy_config)
+    batch = queue.dequeue()
+    with _v1.Session() as sess:
+      coord = _v1.train.Coordinator()
+      threads = _v1.train.start_queue_runners(sess, coord)
+      try:
+        arrays = sess.run(batch)
+      finally:
+        coord.request_stop()
+        coord.join(threads, stop_grace_period_secs=10)
+  return arrays, batch_shape
+
+
+# ---------------------------------------------------------------------------
+# The graph.
+
+
+def _positive_boxes(ssd_net, anchors, gclasses, glocalisations):
+  """The ground-truth boxes as matched to anchors, [B, num_anchors, 4].
+
+  Decoding the targets of the positive anchors gives back the boxes the
+  network is trained on; the others become empty boxes.
+  """
+  decoded = ssd_net.bboxes_decode(glocalisations, anchors)
+  boxes = []
+  for layer_classes, layer_boxes in zip(gclasses, decoded):
+    batch_size = tf.shape(layer_boxes)[0]
+    flat_boxes = tf.reshape(layer_boxes, [batch_size, -1, 4])
+    positive = tf.reshape(layer_classes > 0, [batch_size, -1, 1])
+    boxes.append(tf.where(positive, flat_boxes, tf.zeros_like(flat_boxes)))
+  return tf.concat(boxes, axis=1)
+
+
+def make_clone_fn(ssd_net, batch_queue, batch_shape, loss, weight_decay,
+                  data_format):
+  """The function each clone runs: dequeue, network, losses.
+
+  Args:
+    ssd_net: the SSDNet.
+    batch_queue, batch_shape: what input_fn returned.
+    loss: LossOptions.
+    weight_decay: L2 weight decay.
+    data_format: 'NHWC' or 'NCHW'.
+  """
+  anchors = ssd_net.anchors(ssd_net.params.img_shape)
+
+  def clone_fn():
+    images, gclasses, glocalisations, gscores = train_tools.reshape_list(
+        batch_queue.dequeue(), batch_shape)
+    with slim.arg_scope(ssd_net.arg_scope(weight_decay=weight_decay,
+                                          data_format=data_format)):
+      _, localisations, logits, end_points = ssd_net.net(
+          images, is_training=True)
+    ssd_net.losses(logits, localisations, gclasses, glocalisations, gscores,
+                   match_threshold=loss.match_threshold,
+                   negative_ratio=loss.negative_ratio,
+                   alpha=loss.loss_alpha,
+                   label_smoothing=loss.label_smoothing)
+    # Kept only for the first clone (summaries are filtered by its scope).
+    with _v1.device('/device:CPU:0'):
+      _v1.summary.image('images_with_boxes', visualization.images_with_boxes(
+          images, _positive_boxes(ssd_net, anchors, gclasses, glocalisations),
+          data_format=data_format))
+    return end_points
+  return clone_fn
+
+
+def _loss_terms(first_clone_scope):
+  """{name: tensor} of the first clone's losses, for logs and NaN checks."""
+  terms = {}
+  for loss in _v1.losses.get_losses(first_clone_scope):
+    name = loss.op.name[len(first_clone_scope):].split('/')[-1]
+    terms[name] = loss
+  return terms
+
+
+@dataclasses.dataclass
+class TrainingGraph:
+  """The tensors of a built training graph the loop and the logs need."""
+  train_op: tf.Tensor
+  summary_op: tf.Tensor
+  global_step: tf.Variable
+  learning_rate: tf.Tensor
+  total_loss: tf.Tensor
+  # {name: tensor} of the first clone's loss terms.
+  loss_terms: dict
+  # The SyncReplicasOptimizer with sync_replicas, else None.
+  sync_optimizer: typing.Any = None
+
+
+def learning_rate_schedule(optimisation, num_samples, images_per_step,
+                           global_step):
+  """The learning-rate tensor of `optimisation`'s schedule."""
+  return train_tools.configure_learning_rate(
+      global_step, optimisation.learning_rate,
+      optimisation.learning_rate_decay_type,
+      steps_per_decay=train_tools.decay_steps(
+          num_samples, images_per_step, optimisation.num_epochs_per_decay),
+      decay_factor=optimisation.learning_rate_decay_factor,
+      end_learning_rate=optimisation.end_learning_rate,
+      warmup_steps=optimisation.warmup_steps)
+
+
+def build_training_graph(config, ssd_net, deploy_config, input_fn,
+                         num_samples):
+  """Builds the whole training graph in the default graph.
+
+  Args:
+    config: a TrainingConfig.
+    ssd_net: the SSDNet to train.
+    deploy_config: model_deploy.DeploymentConfig.
+    input_fn: input_fn(ssd_net, deploy_config) -> (batch_queue, batch_shape)
+      (see tfrecord_input_fn).
+    num_samples: images per epoch (sizes the learning-rate decay).
+
+  Returns:
+    A TrainingGraph.
+  """
+  optimisation = config.optimisation
+  deployment = config.deployment
+  with _v1.device(deploy_config.variables_device()):
+    global_step = _v1.train.get_or_create_global_step()
+
+  batch_queue, batch_shape = input_fn(ssd_net, deploy_config)
+  clones, first_clone_scope, update_ops, summaries = (
+      train_tools.deploy_loss_summary(
+          deploy_config, make_clone_fn(
+              ssd_net, batch_queue, batch_shape, config.loss,
+              optimisation.weight_decay, config.model.data_format)))
+
+  with _v1.device(deploy_config.optimizer_device()):
+    learning_rate = learning_rate_schedule(
+        optimisation, num_samples,
+        deployment.images_per_step(config.data.batch_size), global_step)
+    optimizer = train_tools.wrap_optimizer_for_precision(
+        train_tools.configure_optimizer(
+            optimisation.optimizer, learning_rate,
+            **optimisation.optimizer_hyperparameters()),
+        deployment.precision)
+    summaries.add(_v1.summary.scalar('learning_rate', learning_rate))
+
+  moving_averages = None
+  if optimisation.moving_average_decay:
+    with _v1.device(deploy_config.variables_device()):
+      moving_averages = _v1.train.ExponentialMovingAverage(
+          optimisation.moving_average_decay, global_step)
+      if not deployment.sync_replicas:
+        update_ops.append(moving_averages.apply(slim.get_model_variables()))
+
+  sync_optimizer = None
+  if deployment.sync_replicas:
+    # The chief applies the aggregated gradients, and the moving averages
+    # after them, once per round.
+    with _v1.device(deploy_config.optimizer_device()):
+      sync_optimizer = optimizer = cluster_lib.SyncReplicasOptimizer(
+          optimizer,
+          replicas_to_aggregate=(deployment.replicas_to_aggregate or
+                                 deployment.worker_replicas),
+          total_num_replicas=deployment.worker_replicas,
+          variable_averages=moving_averages,
+          variables_to_average=(slim.get_model_variables()
+                                if moving_averages else None))
+
+  variables_to_train = train_tools.get_variables_to_train(
+      optimisation.trainable_scopes)
+  total_loss, clones_gradients = model_deploy.optimize_clones(
+      clones, optimizer, var_list=variables_to_train)
+  summaries.add(_v1.summary.scalar('losses/total_loss', total_loss))
+  # optimize_clones adds the first clone's clone/regularization loss summaries.
+  summaries |= set(_v1.get_collection(_v1.GraphKeys.SUMMARIES,
+                                      first_clone_scope))
+  loss_terms = _loss_terms(first_clone_scope)
+
+  finite_check = _finite_check(global_step, total_loss, loss_terms,
+                               clones_gradients, learning_rate)
+  if sync_optimizer is not None:
+    # Only the gradients this worker pushes wait for the check: the update
+    # itself runs in the chief's queue runner, which must not run it.
+    clones_gradients = _after(finite_check, clones_gradients)
+    with _v1.device(deploy_config.optimizer_device()):
+      grad_updates = optimizer.apply_gradients(clones_gradients,
+                                               global_step=global_step)
+  else:
+    with tf.control_dependencies([finite_check]):
+      with _v1.device(deploy_config.optimizer_device()):
+        grad_updates = optimizer.apply_gradients(clones_gradients,
+                                                 global_step=global_step)
+  update_ops.append(grad_updates)
+  with tf.control_dependencies([tf.group(*update_ops)]):
+    train_op = tf.identity(total_loss, name='train_op')
+
+  summary_op = _v1.summary.merge(list(summaries), name='summary_op')
+  return TrainingGraph(train_op=train_op, summary_op=summary_op,
+                       global_step=global_step, learning_rate=learning_rate,
+                       total_loss=total_loss, loss_terms=loss_terms,
+                       sync_optimizer=sync_optimizer)
+
+
+def _finite_check(global_step, total_loss, loss_terms, clones_gradients,
+                  learning_rate):
+  """Assertion that every loss and gradient is finite.
+
+  A non-finite loss or gradient stops the step before any weight changes
+  (a finite loss can still overflow a gradient), with the step, each loss
+  term and the learning rate in the error message.
+  """
+  losses_finite = _all_finite([total_loss] + list(loss_terms.values()))
+  gradients_finite = _all_finite([
+      grad.values if isinstance(grad, tf.IndexedSlices) else grad
+      for grad, _ in clones_gradients])
+  all_finite = tf.logical_and(losses_finite, gradients_finite)
+  report = [_NON_FINITE_MARKER + ' at step', global_step, 'total_loss',
+            total_loss]
+  for name in sorted(loss_terms):
+    report += [name, loss_terms[name]]
+  report += ['gradients_finite', gradients_finite,
+             'learning_rate', learning_rate]
+  return tf.debugging.Assert(all_finite, report, summarize=16)
+
+
+def _all_finite(tensors):
+  return tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in tensors])
+
+
+def _after(op, grads_and_vars):
+  """The gradients, each computed only once `op` has run."""
+  gated = []
+  with tf.control_dependencies([op]):
+    for grad, var in grads_and_vars:
+      if isinstance(grad, tf.IndexedSlices):
+        with _v1.colocate_with(grad.values):
+          grad = tf.IndexedSlices(tf.identity(grad.values), grad.indices,
+                                  grad.dense_shape)
+      elif grad is not None:
+        with _v1.colocate_with(grad):
+          grad = tf.identity(grad)
+      gated.append((grad, var))
+  return gated
+
+
+# ---------------------------------------------------------------------------
+# The step and the loop.
+
+
+class TrainingStopped(Exception):
+  """Training cannot go on (e.g. a non-finite loss); the message says why."""
+
+
+class StepRunner(object):
+  """tf_slim train_step_fn: runs a step, logs progress, stops cleanly.
+
+  Logs every log_every_n_steps: step, total loss and each loss term,
+  learning rate, images/second and, with a step limit, an ETA.  Ctrl-C
+  finishes the current step, then stops (the training loop then saves a
+  checkpoint).  A non-finite loss or gradient stops before the weights
+  change.
+  """
+
+  def __init__(self, graph, images_per_step, max_number_of_steps,
+               log_every_n_steps):
+    """Args:
+      graph: the TrainingGraph.
+      images_per_step: images one step trains on (for images/s).
+      max_number_of_steps: global step at which to stop; None: never.
+      log_every_n_steps: steps between two progress lines.
+    """
+    self._loss_terms = graph.loss_terms
+    self._learning_rate = graph.learning_rate
+    self._images_per_step = images_per_step
+    self._max_steps = max_number_of_steps
+    self._log_every = max(1, log_every_n_steps)
+    self._interrupted = False
+    self._interval_start = None
+    self._interval_steps = 0
+    self.failure = None
+
+  def request_stop(self, unused_signum=None, unused_frame=None):
+    logging.warning('Interrupted: stopping after this step and saving a '
+                    'checkpoint (press Ctrl-C again to abort without '
+                    'saving).')
+    self._interrupted = True
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+  def __call__(self, sess, train_op, global_step, unused_kwargs):
+    if self._interval_start is None:
+      self._interval_start = time.time()
+    try:
+      total_loss, terms, learning_rate = sess.run(
+          [train_op, self._loss_terms, self._learning_rate])
+    except tf.errors.InvalidArgumentError as error:
+      if _NON_FINITE_MARKER not in error.message:
+        raise
+      self.failure = (
+          'Training stopped: %s. The weights were not updated with it and '
+          'the last good state is saved. Lower --learning_rate, check the '
+          'data with `python -m datasets.inspect_tfrecords`, or resume from '
+          'the checkpoint.' % _assertion_text(error.message))
+      logging.error(self.failure)
+      return float('nan'), True
+    # Read after the step: the step's own read may precede the increment.
+    step = sess.run(global_step)
+    self._interval_steps += 1
+    if step % self._log_every == 0 or step == self._max_steps:
+      self._log(step, total_loss, terms, learning_rate)
+    should_stop = self._interrupted or (
+        self._max_steps is not None and step >= self._max_steps)
+    return total_loss, should_stop
+
+  def _log(self, step, total_loss, terms, learning_rate):
+    elapsed = time.time() - self._interval_start
+    seconds_per_step = elapsed / max(1, self._interval_steps)
+    line = 'step %d: loss %.4f (%s) lr %.3g, %.2f images/s, %.2f s/step' % (
+        step, total_loss,
+        ', '.join('%s %.4f' % (k, terms[k]) for k in sorted(terms)),
+        learning_rate, self._images_per_step / seconds_per_step,
+        seconds_per_step)
+    if self._max_steps:
+      remaining = max(0, self._max_steps - step) * seconds_per_step
+      line += ', ETA %s' % time.strftime('%H:%M:%S', time.gmtime(remaining))
+    logging.info(line)
+    self._interval_start = time.time()
+    self._interval_steps = 0
+
+
+def _assertion_text(message):
+  """'Non-finite loss at step] [12] [total_loss] [nan]...' -> readable."""
+  text = message[message.index(_NON_FINITE_MARKER):].split('\n')[0]
+  parts = [part.strip(' []') for part in text.split('] [')]
+  pairs = ['%s %s' % (parts[i], parts[i + 1])
+           for i in range(0, len(parts) - 1, 2)]
+  return ', '.join(pairs)
+
+
+def write_training_config(config, ssd_params, dataset):
+  """Writes the settings, SSD parameters and data files to the log and a file.
+
+  The file is TRAINING_CONFIG_FILE_NAME in config.logging.train_dir.
+  """
+  lines = ['# Settings'] + ['--%s=%s' % item for item in config.settings()]
+  lines += ['', '# SSD parameters'] + [
+      '%s: %s' % (k, v) for k, v in ssd_params._asdict().items()]
+  lines += ['', '# Data: %s, split %s, %d samples, %d classes' % (
+      dataset.name, dataset.split_name, dataset.num_samples,
+      dataset.num_classes)] + list(dataset.files)
+  text = '\n'.join(lines) + '\n'
+  logging.info('Training configuration:\n%s', text)
+  train_dir = config.logging.train_dir
+  tf.io.gfile.makedirs(train_dir)
+  with open(os.path.join(train_dir, TRAINING_CONFIG_FILE_NAME), 'w') as out:
+    out.write(text)
+
+
+def make_init_fn(train_dir, model):
+  """Initialisation from model.checkpoint_path, unless train_dir resumes.
+
+  Args:
+    train_dir: the run's directory; a checkpoint there is resumed from.
+    model: ModelOptions (checkpoint path, scopes).
+
+  Returns:
+    The init_fn(session) of slim.learning.train, or None.
+  """
+  resume_from = tf.train.latest_checkpoint(train_dir)
+  if resume_from:
+    logging.info('Resuming from %s (global step, optimizer state and '
+                 'learning-rate schedule continue from there).', resume_from)
+    return None
+  checkpoint_path = model.checkpoint_path or checkpoints.find_checkpoint(
+      checkpoints.PRETRAINED_DIR)
+  if not checkpoint_path:
+    logging.info('No checkpoint to start from: training from scratch.')
+    return None
+  return checkpoints.get_init_fn(
+      model.model_name, checkpoint_path, model.checkpoint_model_scope,
+      model.checkpoint_exclude_scopes, model.ignore_missing_vars)
+
+
+def make_deploy_config(deployment):
+  """The model_deploy.DeploymentConfig of DeploymentOptions."""
+  return model_deploy.DeploymentConfig(
+      num_clones=deployment.num_clones, clone_on_cpu=deployment.clone_on_cpu,
+      replica_id=deployment.task, num_replicas=deployment.worker_replicas,
+      num_ps_tasks=deployment.num_ps_tasks)
+
+
+def run_as_cluster_worker(cluster, session_config, run_loop):
+  """The ps/worker choreography of one worker around its training loop.
+
+  Call inside the training graph, once it is complete: starts this task's
+  server, builds the report to the ps tasks (and, on a non-chief worker,
+  the check that the chief has initialised the variables), connects to the
+  ps tasks, waits for the chief, runs `run_loop(master, session_config)`,
+  then reports the end of training to the ps tasks.
+
+  Args:
+    cluster: the deployment.cluster.Cluster of a worker.
+    session_config: the ConfigProto of the training sessions.
+    run_loop: run_loop(master, session_config) runs the training loop.
+  """
+  is_chief = cluster.task == 0
+  # The server owns this worker's devices (and their logical CPUs).
+  master = cluster_lib.start_server(cluster, session_config).target
+  session_config = cluster_lib.worker_session_config(cluster, session_config)
+  done_report = cluster_lib.DoneReport(cluster)
+  ready_check = None if is_chief else cluster_lib.build_ready_check()
+  done_report.connect(master, session_config)
+  if ready_check is not None:
+    cluster_lib.wait_for_chief(master, session_config, ready_check)
+  run_loop(master, session_config)
+  done_report.report()
+
+
+def run_training(config, ssd_net, dataset, input_fn=None):
+  """Builds the training graph and runs the training loop.
+
+  Args:
+    config: a TrainingConfig (deployment.precision resolved: not 'auto').
+    ssd_net: the SSDNet to train.
+    dataset: the training dataset (num_samples, files for the logs; the
+      default input reads it).
+    input_fn: input_fn(ssd_net, deploy_config) -> (batch_queue,
+      batch_shape); default: tfrecord_input_fn of `dataset`.
+
+  Raises:
+    TrainingStopped: when a non-finite loss stopped the run.
+    ValueError (incl. CheckpointError): for bad settings, data or
+      checkpoints.
+  """
+  deployment = config.deployment
+  cluster = deployment.cluster
+  if config.model.checkpoint_path:
+    # A bad path fails now, not after the graph is built.
+    checkpoints.resolve_checkpoint_path(config.model.checkpoint_path)
+  if input_fn is None:
+    input_fn = tfrecord_input_fn(dataset, config.data, config.model.model_name,
+                                 config.model.data_format, config.seed)
+  deploy_config = make_deploy_config(deployment)
+  if deployment.is_chief:
+    write_training_config(config, ssd_net.params, dataset)
+  session_config = train_tools.session_config(
+      deploy_config, deployment.gpu_memory_fraction, deployment.precision)
+
+  graph = tf.Graph()
+  with graph.as_default(), _v1.device(
+      cluster.task_device if cluster else ''):
+    if config.seed is not None:
+      _v1.set_random_seed(config.seed)
+    tensors = build_training_graph(config, ssd_net, deploy_config, input_fn,
+                                   dataset.num_samples)
+    init_fn = (make_init_fn(config.logging.train_dir, config.model)
+               if deployment.is_chief else None)
+    saver = _v1.train.Saver(
+        max_to_keep=config.logging.max_to_keep,
+        keep_checkpoint_every_n_hours=(
+            config.logging.keep_checkpoint_every_n_hours),
+        write_version=_v1.train.SaverDef.V2)
+    step_runner = StepRunner(
+        tensors, deployment.images_per_step(config.data.batch_size),
+        config.optimisation.max_number_of_steps,
+        config.logging.log_every_n_steps)
+
+    def run_loop(master, loop_session_config):
+      if tensors.sync_optimizer is not None:
+        tensors.sync_optimizer.session_config = loop_session_config
+      previous_handler = signal.signal(signal.SIGINT,
+                                       step_runner.request_stop)
+      try:
+        slim.learning.train(
+            tensors.train_op, logdir=config.logging.train_dir,
+            train_step_fn=step_runner, master=master,
+            is_chief=deployment.is_chief, init_fn=init_fn,
+            summary_op=tensors.summary_op,
+            save_summaries_secs=config.logging.save_summaries_secs,
+            save_interval_secs=config.logging.save_interval_secs,
+            saver=saver, sync_optimizer=tensors.sync_optimizer,
+            session_config=loop_session_config)
+      finally:
+        signal.signal(signal.SIGINT, previous_handler)
+
+    if cluster is None:
+      run_loop('', session_config)
+    else:
+      run_as_cluster_worker(cluster, session_config, run_loop)
+  if step_runner.failure:
+    raise TrainingStopped(step_runner.failure)
