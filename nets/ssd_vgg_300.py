@@ -43,6 +43,16 @@ SSDParams = collections.namedtuple('SSDParams', [
                           # conv7 in training; 1 (SSD-Caffe's): no dropout.
 ])
 
+# Anchor sizes in pixels, s_1 .. s_7: layer k has squares s_k and
+# sqrt(s_k * s_k+1).  SSD-Tensorflow's (those of the COCO-trained and `_ft`
+# Caffe models, and of the pretrained SSD-Tensorflow checkpoint: the default)
+# and the plain VOC Caffe model's, the paper's VOC recipe.
+ANCHOR_SIZES = {
+    'ssd_tensorflow': (21., 45., 99., 153., 207., 261., 315.),
+    'voc': (30., 60., 111., 162., 213., 264., 315.),
+}
+DEFAULT_ANCHOR_SIZES = 'ssd_tensorflow'
+
 # VGG16's convolution blocks as (convolutions, depth); `conv<i>/conv<i>_<j>`
 # like TF-slim's vgg_16, whose ImageNet checkpoint they load from.
 _VGG_BLOCKS = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
@@ -68,8 +78,8 @@ class SSDNet(object):
       num_classes=21,
       feat_layers=('block4', 'block7', 'block8', 'block9', 'block10',
                    'block11'),
-      anchor_sizes=((21., 45.), (45., 99.), (99., 153.), (153., 207.),
-                    (207., 261.), (261., 315.)),
+      anchor_sizes=tuple(zip(ANCHOR_SIZES[DEFAULT_ANCHOR_SIZES][:-1],
+                             ANCHOR_SIZES[DEFAULT_ANCHOR_SIZES][1:])),
       anchor_ratios=((2, .5), (2, .5, 3, 1. / 3), (2, .5, 3, 1. / 3),
                      (2, .5, 3, 1. / 3), (2, .5), (2, .5)),
       anchor_steps=(8, 16, 32, 64, 100, 300),
@@ -85,10 +95,15 @@ class SSDNet(object):
   def make_params(cls, num_classes=None, **overrides):
     """`default_params` with the given fields replaced; None keeps a default.
 
+    `anchor_sizes` may also be given as for `anchor_size_pairs`.
+
     Raises:
-      ValueError: unknown field names.
+      ValueError: unknown field names, bad anchor sizes.
     """
     overrides['num_classes'] = num_classes
+    if overrides.get('anchor_sizes') is not None:
+      overrides['anchor_sizes'] = anchor_size_pairs(
+          overrides['anchor_sizes'], len(cls.default_params.feat_layers))
     unknown = sorted(set(overrides) - set(cls.default_params._fields))
     if unknown:
       raise ValueError('Unknown SSD parameters %s; valid: %s' % (
@@ -276,6 +291,38 @@ class SSDNet(object):
     prefixes = tuple('%s/%s/' % (scope, name) for name in VGG_SCOPES)
     return {VGG_16_SCOPE + variable.op.name[len(scope):]: variable
             for variable in variables if variable.op.name.startswith(prefixes)}
+
+
+def anchor_size_pairs(anchor_sizes, num_layers):
+  """Per-layer (s_k, s_k+1) pixel sizes from any of: a name of ANCHOR_SIZES,
+  a string of comma-separated sizes, num_layers + 1 sizes, or num_layers
+  pairs.
+
+  Raises:
+    ValueError: an unknown name or a wrong number of sizes.
+  """
+  if isinstance(anchor_sizes, str):
+    if anchor_sizes in ANCHOR_SIZES:
+      anchor_sizes = ANCHOR_SIZES[anchor_sizes]
+    else:
+      try:
+        anchor_sizes = [float(size) for size in anchor_sizes.split(',')]
+      except ValueError:
+        raise ValueError('anchor sizes %r: neither one of %s nor '
+                         'comma-separated numbers' % (
+                             anchor_sizes, sorted(ANCHOR_SIZES))) from None
+  if all(not isinstance(size, (list, tuple)) for size in anchor_sizes):
+    sizes = [float(size) for size in anchor_sizes]
+    pairs = tuple(zip(sizes[:-1], sizes[1:]))
+    if len(sizes) != num_layers + 1:
+      pairs = ()
+  else:
+    pairs = tuple((float(small), float(large))
+                  for small, large in anchor_sizes)
+  if len(pairs) != num_layers:
+    raise ValueError('anchor sizes %r: need %d sizes or %d pairs (s_k, '
+                     's_k+1)' % (anchor_sizes, num_layers + 1, num_layers))
+  return pairs
 
 
 def feature_shapes(img_shape):

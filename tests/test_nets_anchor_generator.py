@@ -103,3 +103,31 @@ def test_concat_then_split_layers_gives_the_layers_back():
   np.testing.assert_array_equal(flat[0, 6], layers[1][0, 0, 0, 0])
   for layer, values in zip(layers, split):
     np.testing.assert_array_equal(values, layer[1])
+
+
+def test_anchor_size_presets_and_explicit_sizes():
+  default = ssd_vgg_300.SSDNet.default_params.anchor_sizes
+  assert default == ((21., 45.), (45., 99.), (99., 153.), (153., 207.),
+                     (207., 261.), (261., 315.))
+  voc = ((30., 60.), (60., 111.), (111., 162.), (162., 213.), (213., 264.),
+         (264., 315.))
+  for given in ('voc', '30,60,111,162,213,264,315',
+                [30, 60, 111, 162, 213, 264, 315], [list(p) for p in voc]):
+    assert ssd_vgg_300.SSDNet.make_params(anchor_sizes=given).anchor_sizes == (
+        voc)
+  assert ssd_vgg_300.SSDNet.make_params(
+      anchor_sizes='ssd_tensorflow').anchor_sizes == default
+  for bad in ('pascal', '30,60', [30, 60, 111]):
+    with pytest.raises(ValueError, match='anchor sizes'):
+      ssd_vgg_300.SSDNet.make_params(anchor_sizes=bad)
+
+
+def test_voc_preset_gives_the_voc_caffe_conv4_3_anchor():
+  # conv4_3's small square at cell (0, 0): 21 px (SSD-Tensorflow) against
+  # 30 px (VOC Caffe), same centre (4, 4) px: IoU 21^2 / 30^2 = 0.49.
+  voc = ssd_vgg_300.SSDNet(ssd_vgg_300.SSDNet.make_params(anchor_sizes='voc'))
+  cy, cx, h, w = voc.anchors()[0]
+  np.testing.assert_allclose([cy[0, 0, 0], cx[0, 0, 0], h[0], w[0], h[1]],
+                             [4. / 300, 4. / 300, 0.1, 0.1,
+                              np.sqrt(30. * 60.) / 300], rtol=1e-6)
+  assert (SSD.anchors()[0][2][0] / h[0]) ** 2 == pytest.approx(0.49)

@@ -56,3 +56,15 @@ def test_read_ssd_params_defaults_missing_fields_and_rejects_unknown(
   path.write_text('{not json')
   with pytest.raises(ValueError, match='cannot read'):
     nets_factory.read_ssd_params(str(tmp_path))
+
+
+def test_ssd_params_file_carries_the_anchor_sizes(tmp_path):
+  ssd_net = nets_factory.build_ssd_net('ssd_300_vgg', num_classes=3,
+                                       anchor_sizes='voc')
+  nets_factory.write_ssd_params(str(tmp_path), 'ssd_300_vgg', ssd_net.params)
+  with open(tmp_path / paths.SSD_PARAMS_FILE_NAME) as source:
+    sizes = json.load(source)['params']['anchor_sizes']
+  assert sizes[0] == [30., 60.] and sizes[-1] == [264., 315.]
+  _, params = nets_factory.read_ssd_params(str(tmp_path))
+  assert params.anchor_sizes == ssd_vgg_300.SSDNet.make_params(
+      anchor_sizes='voc').anchor_sizes
