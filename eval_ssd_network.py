@@ -534,17 +534,6 @@ def write_stop_file(train_dir, reason):
   return path
 
 
-def check_output_dir(path, flag_name):
-  """Raises ValueError when directory `path` cannot be created because a
-  part of it is a regular file (or it is one)."""
-  parent = os.path.abspath(path)
-  while not os.path.exists(parent):
-    parent = os.path.dirname(parent)
-  if not os.path.isdir(parent):
-    raise ValueError('%s %s: %s is a file, not a directory' % (
-        flag_name, path, parent))
-
-
 def default_eval_dir(checkpoint_path):
   """eval/ in the checkpoint's directory (or in the directory given)."""
   directory = (checkpoint_path if os.path.isdir(checkpoint_path)
@@ -654,7 +643,7 @@ def main(argv):
         wait and (FLAGS.keep_best or bool(FLAGS.early_stopping_patience)),
         FLAGS.early_stopping_patience, wait)
     eval_dir = FLAGS.eval_dir or default_eval_dir(FLAGS.checkpoint_path)
-    check_output_dir(eval_dir, '--eval_dir')
+    detection.make_output_dir(eval_dir, '--eval_dir')
     # --dataset_dir, or training's default, the sample dataset.
     dataset = dataset_flags.load_dataset(dataset_flags.read_dataset_flags())
     evaluate_fn = functools.partial(

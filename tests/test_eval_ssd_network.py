@@ -34,6 +34,7 @@ import pytest
 import tensorflow as tf
 
 from datasets import dataset_factory
+from nets import nets_factory
 import eval_ssd_network
 import detection_fixtures as helpers
 from utils import checkpoints
@@ -114,6 +115,32 @@ def _run_eval(*args, cwd):
       list(args), capture_output=True, text=True, cwd=str(cwd), timeout=300)
 
 
+def _copy_checkpoint(checkpoint_dir, directory):
+  """A copy of the fixture checkpoint in `directory`; its path."""
+  shutil.copytree(checkpoint_dir, str(directory))
+  # The copy's index must name its own files (an absolute path would not).
+  with open(os.path.join(str(directory), 'checkpoint'), 'w') as index_file:
+    index_file.write('model_checkpoint_path: "model.ckpt-1234"\n')
+  return str(directory)
+
+
+def test_decodes_with_the_anchors_of_ssd_params(checkpoint_dir, dataset_dir,
+                                                tmp_path):
+  # Training with block11 anchors of 240 px instead of 261 px: the square
+  # anchor's box is (0.1, 0.1, 0.9, 0.9), img_a's cat 20..180 x 10..90 px.
+  train_dir = _copy_checkpoint(checkpoint_dir, tmp_path / 'train')
+  params = nets_factory.build_ssd_net(
+      'ssd_300_vgg', num_classes=helpers.NUM_CLASSES).params
+  nets_factory.write_ssd_params(train_dir, 'ssd_300_vgg', params._replace(
+      anchor_sizes=params.anchor_sizes[:-1] + ((240., 315.),)))
+  eval_dir = str(tmp_path / 'eval')
+  eval_ssd_network.evaluate(train_dir, _dataset(dataset_dir), eval_dir,
+                            batch_size=1, max_num_batches=1)
+  cats = _read_comp4(os.path.join(eval_dir, 'comp4_det_val_cat.txt'))
+  assert [float(value) for value in cats[0][2:]] == pytest.approx(
+      [20., 10., 180., 90.], abs=0.01)
+
+
 def test_moving_averages_and_max_num_batches(checkpoint_dir, dataset_dir):
   results = eval_ssd_network.evaluate(
       checkpoint_dir, _dataset(dataset_dir), moving_average_decay=0.99,
@@ -138,11 +165,7 @@ def test_missing_checkpoint(tmp_path, dataset_dir):
 
 def test_command_line_writes_every_output(checkpoint_dir, dataset_dir,
                                           tmp_path):
-  train_dir = str(tmp_path / 'train')
-  shutil.copytree(checkpoint_dir, train_dir)
-  # The copy's index must name its own files (an absolute path would not).
-  with open(os.path.join(train_dir, 'checkpoint'), 'w') as index_file:
-    index_file.write('model_checkpoint_path: "model.ckpt-1234"\n')
+  train_dir = _copy_checkpoint(checkpoint_dir, tmp_path / 'train')
   eval_dir = str(tmp_path / 'eval')
   # Batches of 2: the last one is partial, and ground truth gets padded.
   # Waiting for checkpoints: the existing one, then a 1 s timeout.
@@ -273,5 +296,5 @@ def test_eval_dir_under_a_regular_file(checkpoint_dir, tmp_path):
                       str(tmp_path / 'file' / 'eval'), cwd=tmp_path)
   assert process.returncode == 1
   assert process.stderr.strip().splitlines()[-1] == (
-      'error: --eval_dir %s: %s is a file, not a directory' % (
-          tmp_path / 'file' / 'eval', tmp_path / 'file'))
+      'error: --eval_dir %s: cannot create the folder (%s is a file, not a '
+      'folder)' % (tmp_path / 'file' / 'eval', tmp_path / 'file'))
