@@ -493,10 +493,18 @@ class BestCheckpoint(object):
                          value <= self.best_value):
       self.evaluations_since_best += 1
       return False
+    if self.keep:
+      try:
+        self._copy(results)
+      except OSError as error:
+        # Training may delete a checkpoint (max_to_keep) once evaluated.
+        logging.warning('Could not keep %s as the best checkpoint (%s); %s '
+                        'keeps the previous one.', results['checkpoint_path'],
+                        error, self.directory)
+        self.evaluations_since_best += 1
+        return False
     self.best_value = value
     self.evaluations_since_best = 0
-    if self.keep:
-      self._copy(results)
     return True
 
   def _copy(self, results):
@@ -504,7 +512,10 @@ class BestCheckpoint(object):
     partial = self.directory + '.partial'
     shutil.rmtree(partial, ignore_errors=True)
     os.makedirs(partial)
-    for path in glob.glob(checkpoint_path + '.*'):
+    files = glob.glob(glob.escape(checkpoint_path) + '.*')
+    if checkpoint_path + '.index' not in files:
+      raise FileNotFoundError('no file %s.index' % checkpoint_path)
+    for path in files:
       shutil.copy2(path, partial)
     prefix = os.path.basename(checkpoint_path)
     with open(os.path.join(partial, 'checkpoint'), 'w') as index_file:

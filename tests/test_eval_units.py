@@ -93,6 +93,17 @@ def test_the_best_survives_a_restart(tmp_path):
                     'model.ckpt-3.data-00000-of-00001', 'model.ckpt-3.index']
 
 
+def test_a_checkpoint_deleted_before_its_copy_is_not_the_best(tmp_path):
+  values = {1: 0.5, 2: 0.9}
+  train_dir = _train_dir(tmp_path, [1])  # Training already deleted 2.
+  evaluate_fn, _ = _fake_evaluate(values)
+  best = eval_ssd_network.BestCheckpoint(train_dir, 'mAP_VOC07')
+  assert best.update(evaluate_fn(os.path.join(train_dir, 'model.ckpt-1')))
+  assert not best.update(evaluate_fn(os.path.join(train_dir, 'model.ckpt-2')))
+  assert best.best_value == 0.5 and best.evaluations_since_best == 1
+  assert _best_results(train_dir)['global_step'] == 1
+
+
 def test_coco_metric_and_no_copy(tmp_path):
   values = {1: 0.6, 2: 0.8}
   train_dir = _train_dir(tmp_path, values)
