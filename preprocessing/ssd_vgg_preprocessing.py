@@ -1,20 +1,27 @@
 """SSD (VGG16 base) input preprocessing: the SSD paper's augmentation.
 
-Training (`preprocess_for_train`) applies, in order:
-  1. `distort_color`: brightness, contrast, saturation and hue, random order.
-  2. `random_zoom_out`: half the time, the image sits on a canvas 1 to 4
+Training (`preprocess_for_train`) follows the reference Caffe implementation
+(weiliu89/caffe `ssd` branch, `ssd_pascal.py`): photometric distortion,
+zoom-out ("expand"), the batch-sampler crop, resize, flip.  The geometry runs
+first, on windows only:
+  1. `random_zoom_out`: half the time, the image sits on a canvas 1 to 4
      times its size filled with the mean colour.
-  3. `random_crop`: a crop of that canvas that overlaps some object by at
-     least a randomly chosen IoU (or the whole canvas).
-  4. The crop is resampled to `out_shape` (`tf_image.sample_window`).
+  2. `random_crop`: Caffe's batch samplers; the whole frame or a crop whose
+     IoU with some object reaches one of several minimums.
+  3. The crop is resampled to `out_shape` (`tf_image.sample_window`).
+  4. `distort_color` (`distorted_view`): Caffe's brightness, contrast,
+     saturation, hue (each with probability 1/2, in one of Caffe's two
+     orders) and channel swap.
   5. `random_flip_left_right`.
   6. The VGG means are subtracted (`normalize_image`), channels first or last.
-Steps 2 and 3 only move a window over the image: step 4 computes the output
-pixels through it once, so no canvas or crop is ever materialised.  The
-means are subtracted before step 4 rather than after: subtracting is
-per-pixel and commutes with resampling and flipping, and on the centred
-image the canvas's mean colour is 0, the value resampling gives outside the
-image.
+Steps 1 and 2 only move a window over the image: step 3 computes the output
+pixels through it once, so no canvas or crop is ever materialised.  Caffe
+distorts the whole photo before the geometry; every distortion acts on each
+pixel alone, so distorting only the photo's pixels under the crop, or the
+resampled pixels, whichever are fewer, gives the same image up to
+interpolation (it differs only where neighbours clip differently), at a
+cost that no longer grows with the photo's size.  The canvas outside the
+image keeps the undistorted mean colour, as in Caffe.
 
 Randomness comes from stateless ops fed by one [2] seed per call, split
 between the steps; see `preprocess_for_train` for how to seed it.
@@ -22,7 +29,6 @@ between the steps; see `preprocess_for_train` for how to seed it.
 Evaluation (`preprocess_for_eval`) resizes only; it never drops or reorders
 boxes, so per-box data the caller keeps (difficult flags) stays aligned.
 """
-import functools
 import math
 import numbers
 
@@ -33,37 +39,37 @@ from preprocessing import tf_image
 # Per-channel (R, G, B) means of the VGG16 training images, on a 0-255 scale.
 VGG_MEANS = (123., 117., 104.)
 
-# Photometric distortion ranges of the SSD paper's Caffe code, for images in
-# [0, 1]: brightness +-32 of 255, hue +-18 of 360 degrees.
-BRIGHTNESS_MAX_DELTA = 32. / 255.
+# Photometric distortions of ssd_pascal.py's distort_param, for images in
+# [0, 1].  Each distortion applies with DISTORTION_PROBABILITY.
+DISTORTION_PROBABILITY = 0.5
+BRIGHTNESS_MAX_DELTA = 32. / 255.  # Caffe: brightness_delta 32 of 255.
 CONTRAST_RANGE = (0.5, 1.5)
 SATURATION_RANGE = (0.5, 1.5)
-HUE_MAX_DELTA = 18. / 360.
+# Caffe's hue_delta is 18 on OpenCV's 8-bit hue scale, where 180 is the full
+# circle: +-36 degrees.  tf.image.adjust_hue takes a fraction of the full
+# circle, so the same shift is 18 / 180.
+HUE_MAX_DELTA = 18. / 180.
+# Caffe's random_order_prob: how often the colour channels are shuffled
+# (any of the 6 orders, the identity included).  ssd_pascal.py sets 0.
+CHANNEL_SWAP_PROBABILITY = 0.
 
 ZOOM_OUT_PROBABILITY = 0.5
 ZOOM_OUT_MAX_RATIO = 4.
 
-# Patch sampling options, drawn uniformly: the IoU a crop must reach with
-# some object.  None keeps the whole image; 0 accepts any crop.
-CROP_MIN_IOUS = (None, 0.1, 0.3, 0.5, 0.7, 0.9, 0.)
-CROP_SIDE_RANGE = (0.3, 1.)  # Crop side over canvas side.
-CROP_ASPECT_RATIO_RANGE = (0.5, 2.)  # Crop height over width, in pixels.
-CROP_ATTEMPTS = 50
+# Caffe's batch samplers besides the whole frame, which always is one: the
+# IoU a crop must reach with at least one object.  The 0 stands for
+# ssd_pascal.py's last sampler (max_jaccard_overlap 1), which any crop of a
+# frame with an object satisfies.
+CROP_MIN_IOUS = (0.1, 0.3, 0.5, 0.7, 0.9, 0.)
+CROP_SCALE_RANGE = (0.3, 1.)  # sqrt(crop area / frame area).
+# Crop width over height in the frame's normalised coordinates.
+CROP_ASPECT_RATIO_RANGE = (0.5, 2.)
+CROP_MAX_TRIALS = 50  # Per sampler.
 
 FLIP_PROBABILITY = 0.5
 
 EVAL_RESIZE_MODES = ('warp', 'pad')
 DATA_FORMATS = ('NHWC', 'NCHW')
-
-_COLOR_DISTORTIONS = (
-    functools.partial(tf.image.stateless_random_brightness,
-                      max_delta=BRIGHTNESS_MAX_DELTA),
-    functools.partial(tf.image.stateless_random_contrast,
-                      lower=CONTRAST_RANGE[0], upper=CONTRAST_RANGE[1]),
-    functools.partial(tf.image.stateless_random_saturation,
-                      lower=SATURATION_RANGE[0], upper=SATURATION_RANGE[1]),
-    functools.partial(tf.image.stateless_random_hue, max_delta=HUE_MAX_DELTA),
-)
 
 
 def normalize_image(image):
@@ -94,25 +100,59 @@ def denormalize_image(image, data_format='NHWC'):
   return image + means
 
 
-def distort_color(image, seed):
-  """Random brightness, contrast, saturation and hue, in a random order.
+def distort_color(image, seed, probability=DISTORTION_PROBABILITY,
+                  channel_swap_probability=CHANNEL_SWAP_PROBABILITY):
+  """Caffe's photometric distortions (`DistortImage` of the SSD branch).
+
+  Brightness first; then, with even odds, contrast, saturation, hue or
+  saturation, hue, contrast (Caffe's two orders); each applies with
+  `probability`, its value uniform in its range (module constants).  Last,
+  with `channel_swap_probability`, the channels are shuffled.  So with the
+  defaults 1/16 of the images stay untouched (bit for bit).
+
+  Where TensorFlow's op differs from Caffe's, Caffe's is followed: contrast
+  is a plain multiply (tf.image.adjust_contrast scales about the image's
+  mean instead).  Caffe works on 8-bit images, so it rounds after every step
+  and its negative hue shifts saturate at hue 0 instead of wrapping; here
+  values stay float and the hue wraps round the circle (tf.image.adjust_hue).
 
   Args:
     image: float32 [H, W, 3] RGB in [0, 1].
     seed: int32 or int64 [2] seed.
+    probability: how often each of the four distortions applies.
+    channel_swap_probability: how often the channels are shuffled.
 
   Returns:
     float32 [H, W, 3] RGB, clipped to [0, 1] after every distortion.
   """
-  seeds = tf.unstack(tf.random.experimental.stateless_split(
-      seed, len(_COLOR_DISTORTIONS) + 1))
-  order = tf.argsort(tf.random.stateless_uniform(
-      [len(_COLOR_DISTORTIONS)], seeds[0]))
-  for position in range(len(_COLOR_DISTORTIONS)):
-    image = tf.switch_case(order[position], [
-        functools.partial(_distort_and_clip, distort, image, distort_seed)
-        for distort, distort_seed in zip(_COLOR_DISTORTIONS, seeds[1:])])
-  return image
+  apply_seed, value_seed, order_seed, swap_seed = tf.unstack(
+      tf.random.experimental.stateless_split(seed, 4))
+  brightness, contrast, saturation, hue, swap = tf.unstack(
+      tf.random.stateless_uniform([5], apply_seed) <
+      tf.constant([probability] * 4 + [channel_swap_probability]))
+  low, high = zip((-BRIGHTNESS_MAX_DELTA, BRIGHTNESS_MAX_DELTA),
+                  CONTRAST_RANGE, SATURATION_RANGE,
+                  (-HUE_MAX_DELTA, HUE_MAX_DELTA))
+  low = tf.constant(low)
+  delta, contrast_factor, saturation_factor, hue_delta = tf.unstack(
+      low + (tf.constant(high) - low) *
+      tf.random.stateless_uniform([4], value_seed))
+  contrast_first = tf.random.stateless_uniform([], order_seed) < 0.5
+  # Adding 0 and multiplying by 1 leave every value as it is.
+  image = _clip(image + tf.where(brightness, delta, 0.))
+  image = _clip(image * tf.where(contrast & contrast_first,
+                                 contrast_factor, 1.))
+  image = tf.cond(
+      saturation,
+      lambda: _clip(tf.image.adjust_saturation(image, saturation_factor)),
+      lambda: image)
+  image = tf.cond(hue, lambda: _clip(tf.image.adjust_hue(image, hue_delta)),
+                  lambda: image)
+  image = _clip(image * tf.where(contrast & ~contrast_first,
+                                 contrast_factor, 1.))
+  order = tf.argsort(tf.random.stateless_uniform([3], swap_seed))
+  return tf.cond(swap, lambda: tf.gather(image, order, axis=-1),
+                 lambda: image)
 
 
 def random_zoom_out(bboxes, seed, max_ratio=ZOOM_OUT_MAX_RATIO,
@@ -144,56 +184,116 @@ def random_zoom_out(bboxes, seed, max_ratio=ZOOM_OUT_MAX_RATIO,
   return canvas, tf_image.bboxes_in_window(bboxes, canvas)
 
 
-def random_crop(labels, bboxes, aspect_ratio, seed, min_ious=CROP_MIN_IOUS,
-                attempts=CROP_ATTEMPTS):
-  """SSD patch sampling: a random crop constrained by its IoU with objects.
+def random_crop(labels, bboxes, seed, min_ious=CROP_MIN_IOUS,
+                max_trials=CROP_MAX_TRIALS):
+  """Caffe's batch-sampler crop (`GenerateBatchSamples`, then `CropImage`).
 
-  Draws one option of `min_ious`, then `attempts` crops with sides in
-  CROP_SIDE_RANGE of the frame's; the first with a pixel aspect ratio in
-  CROP_ASPECT_RATIO_RANGE, the centre of some box inside and an IoU of at
-  least the option with some box is taken, else the whole frame.  A frame
-  without boxes can only be cropped under option 0.
+  The whole frame is always a candidate.  Each sampler of `min_ious` draws
+  up to `max_trials` crops as Caffe's `SampleBBox` does (scale s uniform in
+  CROP_SCALE_RANGE; aspect ratio r uniform in CROP_ASPECT_RATIO_RANGE
+  narrowed to [s^2, 1 / s^2], so the crop fits; width s * sqrt(r), height
+  s / sqrt(r), position uniform in the frame) and adds its first crop whose
+  IoU with at least one object reaches the sampler's minimum.  One candidate
+  is then picked uniformly, so the whole frame is kept only when the pick
+  falls on it: a frame without objects is never cropped.  All trials are
+  drawn at once and tested in one batched IoU.
+
+  The kept boxes are those whose centre lies in the crop (Caffe's
+  emit_type CENTER), clipped to it (see tf_image.crop_bboxes); a crop may
+  keep none, as in Caffe.
 
   Args:
     labels: [N] labels aligned with `bboxes`.
     bboxes: float32 [N, 4] boxes in the frame (image or zoom-out canvas).
-    aspect_ratio: float32 scalar, the frame's height over width in pixels.
     seed: int32 or int64 [2] seed.
-    min_ious: the options; None keeps the whole frame, 0 any crop.
-    attempts: how many crops to try.
+    min_ious: one minimum IoU per sampler.
+    max_trials: crops each sampler tries.
 
   Returns:
     window: float32 [4], the crop in the frame.
     labels: [M] labels of the kept boxes, M <= N, in their order.
-    bboxes: float32 [M, 4] kept boxes in the crop (see tf_image.crop_bboxes).
+    bboxes: float32 [M, 4] kept boxes in the crop.
   """
-  option_seed, size_seed, start_seed = tf.unstack(
-      tf.random.experimental.stateless_split(seed, 3))
-  # No crop reaches an IoU over 1: None is the bound that falls back.
-  min_iou_options = tf.constant(
-      [math.inf if min_iou is None else min_iou for min_iou in min_ious])
-  min_iou = min_iou_options[tf.random.stateless_uniform(
-      [], option_seed, 0, len(min_ious), dtype=tf.int32)]
-  sizes = tf.random.stateless_uniform([attempts, 2], size_seed,
-                                      *CROP_SIDE_RANGE)
-  starts = tf.random.stateless_uniform([attempts, 2], start_seed) * (
-      1. - sizes)
-  windows = tf.concat([starts, starts + sizes], axis=1)
-  crop_aspect_ratio = sizes[:, 0] / sizes[:, 1] * aspect_ratio
-  # IoU is never negative; the 0 also stands for a frame without boxes.
-  best_iou = tf.maximum(
-      tf.reduce_max(tf_image.bboxes_iou(bboxes, windows), axis=1), 0.)
-  has_centre = tf.reduce_any(
-      tf_image.bboxes_centres_in_windows(bboxes, windows), axis=1)
-  acceptable = ((crop_aspect_ratio >= CROP_ASPECT_RATIO_RANGE[0]) &
-                (crop_aspect_ratio <= CROP_ASPECT_RATIO_RANGE[1]) &
-                (has_centre | (tf.shape(bboxes)[0] == 0)) &
-                (best_iou >= min_iou))
-  first_acceptable = windows[tf.argmax(tf.cast(acceptable, tf.int32))]
-  window = tf.where(tf.reduce_any(acceptable), first_acceptable,
-                    tf.constant(tf_image.FULL_WINDOW))
+  scale_seed, ratio_seed, start_seed, pick_seed = tf.unstack(
+      tf.random.experimental.stateless_split(seed, 4))
+  trials = [len(min_ious), max_trials]
+  scale = tf.random.stateless_uniform(trials, scale_seed, *CROP_SCALE_RANGE)
+  low = tf.maximum(CROP_ASPECT_RATIO_RANGE[0], scale**2)
+  high = tf.minimum(CROP_ASPECT_RATIO_RANGE[1], 1. / scale**2)
+  aspect_ratio = low + (high - low) * tf.random.stateless_uniform(
+      trials, ratio_seed)
+  # (height, width); the minimum absorbs rounding past 1.
+  sizes = tf.minimum(tf.stack([scale / tf.sqrt(aspect_ratio),
+                               scale * tf.sqrt(aspect_ratio)], axis=-1), 1.)
+  starts = tf.random.stateless_uniform(trials + [2], start_seed) * (1. - sizes)
+  windows = tf.concat([starts, starts + sizes], axis=-1)
+  iou = tf.reshape(tf_image.bboxes_iou(bboxes, tf.reshape(windows, [-1, 4])),
+                   trials + [-1])
+  min_iou = tf.constant(min_ious, tf.float32)[:, tf.newaxis, tf.newaxis]
+  satisfied = tf.reduce_any(iou >= min_iou, axis=-1)
+  first = tf.argmax(tf.cast(satisfied, tf.int32), axis=1, output_type=tf.int32)
+  candidates = tf.concat([tf.constant([tf_image.FULL_WINDOW]),
+                          tf.gather(windows, first, batch_dims=1)], axis=0)
+  succeeded = tf.concat([[True], tf.reduce_any(satisfied, axis=1)], axis=0)
+  pick = tf.argmax(tf.where(
+      succeeded, tf.random.stateless_uniform([len(min_ious) + 1], pick_seed),
+      -1.))
+  window = candidates[pick]
   labels, bboxes = tf_image.crop_bboxes(labels, bboxes, window)
   return window, labels, bboxes
+
+
+def random_geometry(labels, bboxes, seed):
+  """`random_zoom_out`, then `random_crop` of the canvas.
+
+  Args:
+    labels: [N] labels aligned with `bboxes`.
+    bboxes: float32 [N, 4] boxes in the image.
+    seed: int32 or int64 [2] seed.
+
+  Returns:
+    canvas: float32 [4], the zoom-out canvas as a window of the image.
+    crop: float32 [4], the crop as a window of the canvas; the output shows
+      `tf_image.window_in_frame(canvas, crop)` of the image.
+    labels: [M] labels of the kept boxes.
+    bboxes: float32 [M, 4] kept boxes in the crop.
+  """
+  zoom_seed, crop_seed = tf.unstack(
+      tf.random.experimental.stateless_split(seed, 2))
+  canvas, bboxes = random_zoom_out(bboxes, zoom_seed)
+  crop, labels, bboxes = random_crop(labels, bboxes, crop_seed)
+  return canvas, crop, labels, bboxes
+
+
+def distorted_view(image, window, out_shape, seed):
+  """`distort_color` of the view of `image` through `window`.
+
+  Distorts whichever holds fewer pixels: the part of the image the view
+  reads (then resamples it), or the resampled view; every distortion acts
+  on each pixel alone, so both give the same image up to interpolation.
+
+  Args:
+    image: uint8 [H, W, 3] RGB.
+    window: float32 [4] in the image's normalised coordinates.
+    out_shape: (height, width) of the view.
+    seed: int32 or int64 [2] seed of `distort_color`.
+
+  Returns:
+    float32 [height, width, 3] RGB in [0, 1]; pixels that do not show the
+    image hold arbitrary values.
+  """
+  region, region_window = tf_image.window_region(image, window)
+
+  def distort_then_sample():
+    distorted = distort_color(tf.cast(region, tf.float32) / 255., seed)
+    return tf_image.sample_window(distorted, region_window, out_shape)
+
+  def sample_then_distort():
+    return distort_color(
+        tf_image.sample_window(region, region_window, out_shape) / 255., seed)
+  return tf.cond(
+      tf.size(region) < out_shape[0] * out_shape[1] * 3,
+      distort_then_sample, sample_then_distort)
 
 
 def random_flip_left_right(image, bboxes, seed,
@@ -241,18 +341,16 @@ def preprocess_for_train(image, labels, bboxes, out_shape, data_format='NHWC',
   _check_data_format(data_format)
   with tf.compat.v1.name_scope(scope, 'ssd_preprocessing_train',
                                [image, labels, bboxes]):
-    color_seed, zoom_seed, crop_seed, flip_seed = tf.unstack(
-        tf.random.experimental.stateless_split(_call_seed(seed), 4))
-    image_size = tf.cast(tf.shape(image)[:2], tf.float32)
-    image = distort_color(tf.image.convert_image_dtype(image, tf.float32),
-                          color_seed)
-    image = normalize_image(image * 255.)
-    canvas, bboxes = random_zoom_out(bboxes, zoom_seed)
-    # The canvas has the image's aspect ratio.
-    crop, labels, bboxes = random_crop(
-        labels, bboxes, image_size[0] / image_size[1], crop_seed)
-    image = tf_image.sample_window(
-        image, tf_image.window_in_frame(canvas, crop), out_shape)
+    color_seed, geometry_seed, flip_seed = tf.unstack(
+        tf.random.experimental.stateless_split(_call_seed(seed), 3))
+    canvas, crop, labels, bboxes = random_geometry(labels, bboxes,
+                                                   geometry_seed)
+    window = tf_image.window_in_frame(canvas, crop)
+    image = distorted_view(image, window, out_shape, color_seed)
+    # The canvas outside the image shows the mean colour, undistorted.
+    in_image = tf_image.pixels_in_image(window, out_shape)
+    image = normalize_image(image * 255.) * tf.cast(
+        in_image[:, :, tf.newaxis], tf.float32)
     image, bboxes = random_flip_left_right(image, bboxes, flip_seed)
     return _to_data_format(image, data_format), labels, bboxes
 
@@ -306,8 +404,8 @@ def preprocess_image(image, labels, bboxes, out_shape, data_format='NHWC',
                              data_format=data_format, **kwargs)
 
 
-def _distort_and_clip(distort, image, seed):
-  return tf.clip_by_value(distort(image, seed=seed), 0., 1.)
+def _clip(image):
+  return tf.clip_by_value(image, 0., 1.)
 
 
 def _call_seed(seed):

@@ -8,6 +8,8 @@ a window" use that window's own normalised coordinates.
 """
 import tensorflow as tf
 
+from utils import box_ops
+
 FULL_WINDOW = (0., 0., 1., 1.)
 
 
@@ -55,13 +57,7 @@ def bboxes_iou(bboxes, windows):
   Returns:
     float32 [K, N].
   """
-  boxes = bboxes[tf.newaxis, :, :]
-  windows = windows[:, tf.newaxis, :]
-  low = tf.maximum(boxes[..., :2], windows[..., :2])
-  high = tf.minimum(boxes[..., 2:], windows[..., 2:])
-  intersection = tf.reduce_prod(tf.maximum(high - low, 0.), axis=-1)
-  union = (_area(boxes) + _area(windows)) - intersection
-  return intersection / union
+  return box_ops.iou(bboxes[tf.newaxis, :, :], windows[:, tf.newaxis, :])
 
 
 def bboxes_centres_in_windows(bboxes, windows):
@@ -126,7 +122,7 @@ def sample_window(image, window, size):
   Only the output pixels are computed, however large the window.
 
   Args:
-    image: float32 [H, W, C].
+    image: [H, W, C], float32 or uint8 (read as its 0-255 values).
     window: float32 [4] in the image's normalised coordinates.
     size: (height, width) of the output.
 
@@ -142,14 +138,67 @@ def sample_window(image, window, size):
   step = (end - start) * image_size / out_size
   first = start * image_size + step / 2. + 0.5
   last = first + (out_size - 1.) * step
-  padded = tf.pad(image, [[1, 1], [1, 1], [0, 0]], mode='SYMMETRIC')
+  padded = _pad_with_edges(image)
   crop_box = tf.concat([first, last], axis=0) / tf.tile(image_size + 1., [2])
   sampled = tf.image.crop_and_resize(
       padded[tf.newaxis], crop_box[tf.newaxis], [0], size)[0]
-  in_image_rows = _centres_in_unit_interval(start[0], end[0], size[0])
-  in_image_cols = _centres_in_unit_interval(start[1], end[1], size[1])
-  in_image = in_image_rows[:, tf.newaxis] & in_image_cols[tf.newaxis, :]
+  in_image = pixels_in_image(window, size)
   return sampled * tf.cast(in_image, tf.float32)[:, :, tf.newaxis]
+
+
+def window_region(image, window):
+  """The block of pixels `sample_window(image, window, ...)` reads.
+
+  Args:
+    image: [H, W, C].
+    window: float32 [4] in the image's normalised coordinates.
+
+  Returns:
+    region: [h, w, C], the pixels under the window, with one more on each
+      side where the image has them (bilinear reads the next pixel); at
+      least one pixel, even when the window misses the image.
+    region_window: float32 [4], `window` in the region's normalised
+      coordinates: sample_window(region, region_window, size) equals
+      sample_window(image, window, size) on the pixels that show the image.
+  """
+  image_size = tf.shape(image)[:2]
+  scaled = window * tf.tile(tf.cast(image_size, tf.float32), [2])
+  start = tf.clip_by_value(tf.cast(tf.floor(scaled[:2]), tf.int32) - 1, 0,
+                           image_size - 1)
+  end = tf.maximum(tf.minimum(tf.cast(tf.math.ceil(scaled[2:]), tf.int32) + 1,
+                              image_size), start + 1)
+  region = tf.slice(image, tf.concat([start, [0]], axis=0),
+                    tf.concat([end - start, [-1]], axis=0))
+  start_f = tf.tile(tf.cast(start, tf.float32), [2])
+  region_window = (scaled - start_f) / tf.tile(
+      tf.cast(end - start, tf.float32), [2])
+  return region, region_window
+
+
+def pixels_in_image(window, size):
+  """Which pixels of a `size` view through `window` show the image.
+
+  Args:
+    window: float32 [4] in the image's normalised coordinates.
+    size: (height, width) of the view.
+
+  Returns:
+    bool [height, width], True where the pixel's centre lies in the image.
+  """
+  window = tf.convert_to_tensor(window, tf.float32)
+  in_image_rows = _centres_in_unit_interval(window[0], window[2], size[0])
+  in_image_cols = _centres_in_unit_interval(window[1], window[3], size[1])
+  return in_image_rows[:, tf.newaxis] & in_image_cols[tf.newaxis, :]
+
+
+def _pad_with_edges(image):
+  """Repeats the edge pixels of [H, W, C] once on every side.
+
+  The same as tf.pad's SYMMETRIC mode by one pixel, several times faster
+  (tf.concat copies whole rows).
+  """
+  image = tf.concat([image[:1], image, image[-1:]], axis=0)
+  return tf.concat([image[:, :1], image, image[:, -1:]], axis=1)
 
 
 def _centres_in_unit_interval(start, end, count):
@@ -163,7 +212,3 @@ def _start_and_size(window):
   """A window's corner and extent, each repeated to match (y, x, y, x)."""
   window = tf.convert_to_tensor(window, tf.float32)
   return tf.tile(window[:2], [2]), tf.tile(window[2:] - window[:2], [2])
-
-
-def _area(bboxes):
-  return (bboxes[..., 2] - bboxes[..., 0]) * (bboxes[..., 3] - bboxes[..., 1])
