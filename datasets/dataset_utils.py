@@ -30,6 +30,7 @@ Metadata JSON schema (written by `datasets.conversion.write_dataset` for
   num_warnings        int, total of `warnings`.
   warnings            {kind: int}, see `conversion.WARNING_KINDS`.
 """
+import functools
 import json
 import os
 
@@ -94,28 +95,64 @@ def make_example(image_bytes, image_format, shape, filename, boxes, labels,
   return tf.train.Example(features=tf.train.Features(feature=features))
 
 
-def decode_image(encoded):
+def decode_image(encoded, min_side=None):
   """Decodes JPEG or PNG bytes to uint8 RGB [H, W, 3] (graph ops).
 
   JPEGs use the accurate integer IDCT, the one OpenCV and PIL use, so the
   pixels equal `cv2.imread`'s; TensorFlow's default (fast IDCT) differs by
   up to a few levels.
+
+  With `min_side`, a large JPEG is decoded at reduced size: libjpeg scales
+  its DCT by 1/2, 1/4 or 1/8 (`decode_jpeg`'s ratio), several times faster
+  than decoding whole.  The largest ratio that keeps the shorter side at
+  least `min_side` pixels is picked from the JPEG header.  Normalised boxes
+  stay exact.  PNGs are always decoded whole.
+
+  Args:
+    encoded: scalar string tensor, JPEG or PNG bytes.
+    min_side: None decodes at full size; else the shortest side a reduced
+      JPEG decode may have, in pixels.
+
+  Returns:
+    uint8 [H, W, 3] RGB.
   """
-  image = tf.cond(
-      tf.io.is_jpeg(encoded),
-      lambda: tf.io.decode_jpeg(encoded, channels=3,
-                                dct_method='INTEGER_ACCURATE'),
-      lambda: tf.io.decode_png(encoded, channels=3))
+  if min_side is None:
+    decode_jpeg = functools.partial(_decode_jpeg, encoded, 1)
+  else:
+    decode_jpeg = functools.partial(_decode_jpeg_reduced, encoded, min_side)
+  image = tf.cond(tf.io.is_jpeg(encoded), decode_jpeg,
+                  lambda: tf.io.decode_png(encoded, channels=3))
   image.set_shape([None, None, 3])
   return image
 
 
-def decode_example(serialized):
+# The DCT scalings libjpeg offers, as decode_jpeg's `ratio`.
+JPEG_DECODE_RATIOS = (1, 2, 4, 8)
+
+
+def _decode_jpeg(encoded, ratio):
+  return tf.io.decode_jpeg(encoded, channels=3, ratio=ratio,
+                           dct_method='INTEGER_ACCURATE')
+
+
+def _decode_jpeg_reduced(encoded, min_side):
+  """A JPEG decoded at the largest ratio keeping its short side >= min_side."""
+  shorter_side = tf.reduce_min(tf.io.extract_jpeg_shape(encoded)[:2])
+  # decode_jpeg's ratio is an attribute: one branch per ratio.
+  branch = tf.add_n([tf.cast(shorter_side >= min_side * ratio, tf.int32)
+                     for ratio in JPEG_DECODE_RATIOS[1:]])
+  return tf.switch_case(branch, [
+      functools.partial(_decode_jpeg, encoded, ratio)
+      for ratio in JPEG_DECODE_RATIOS])
+
+
+def decode_example(serialized, min_side=None):
   """Parses and decodes one serialized detection example (graph ops).
 
   Args:
     serialized: scalar string tensor, a tf.train.Example from `make_example`
       or from the SSD-Tensorflow converter.
+    min_side: reduced-size JPEG decoding, see `decode_image`.
 
   Returns:
     A dict of tensors: 'image' uint8 [H, W, 3] RGB, 'shape' int32 [3],
@@ -135,7 +172,7 @@ def decode_example(serialized):
   features = tf.io.parse_single_example(serialized, spec)
   dense = {key: tf.sparse.to_dense(value) for key, value in features.items()
            if isinstance(value, tf.sparse.SparseTensor)}
-  image = decode_image(features['image/encoded'])
+  image = decode_image(features['image/encoded'], min_side)
   return {
       'image': image,
       'shape': tf.shape(image),
@@ -225,7 +262,8 @@ class DetectionDataset(object):
                              len(self.files), self.num_classes))
 
   def read(self, num_readers=4, shuffle=True, num_epochs=None, seed=None,
-           num_parallel_calls=tf.data.AUTOTUNE, shuffle_buffer_size=1024):
+           num_parallel_calls=tf.data.AUTOTUNE, shuffle_buffer_size=1024,
+           decode_min_side=None):
     """Returns a tf.data.Dataset of decoded examples (`decode_example` dicts).
 
     Shards are read `num_readers` at a time (interleaved), serialized
@@ -240,6 +278,8 @@ class DetectionDataset(object):
       seed: shuffle seed, None for a random order.
       num_parallel_calls: parallel decodes (tf.data.AUTOTUNE by default).
       shuffle_buffer_size: records held by the record shuffle.
+      decode_min_side: decode large JPEGs at reduced size, keeping at least
+        this many pixels on the shorter side (see `decode_image`).
 
     Returns:
       The tf.data.Dataset.
@@ -253,4 +293,6 @@ class DetectionDataset(object):
         num_parallel_calls=max(1, num_readers))
     if shuffle:
       records = records.shuffle(shuffle_buffer_size, seed=seed)
-    return records.map(decode_example, num_parallel_calls=num_parallel_calls)
+    return records.map(
+        functools.partial(decode_example, min_side=decode_min_side),
+        num_parallel_calls=num_parallel_calls)
