@@ -13,6 +13,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from datasets import dataset_utils
 from datasets import voc_common
@@ -114,3 +115,47 @@ def test_bad_arguments(checkpoint_dir, tmp_path):
                      'folder (.*file is a file, not a folder)'):
     export_ssd_network.export(checkpoint_dir,
                               str(regular_file / 'ssd' / '1'))
+
+
+def test_bfloat16_export_keeps_its_precision_in_the_graph(checkpoint_dir,
+                                                         tmp_path):
+  settings = detection.DetectionSettings(select_threshold=0.5, keep_top_k=5)
+  export_dir = str(tmp_path / 'bf16')
+  export_ssd_network.export(checkpoint_dir, export_dir,
+                            settings=settings._replace(
+                                precision='mixed_bfloat16'))
+  image = tmp_path / 'wide.png'
+  cv2.imwrite(str(image), helpers.gray_image(100, 200, seed=1))
+  serve = tf.saved_model.load(export_dir).signatures['serving_default']
+  outputs = {key: value.numpy()[0] for key, value in serve(
+      encoded_images=tf.constant(image.read_bytes())).items()}
+  expected, = demo_ssd.detect(checkpoint_dir, [str(image)], settings=settings)
+  # The same detections as float32; bfloat16 keeps 8 bits of mantissa, so
+  # scores move by ~0.002 and near-ties may swap: compare them by box.
+  assert outputs['num_detections'] == len(expected.classes) >= 1
+
+  def by_box(classes, scores, boxes):
+    return sorted(zip(np.round(boxes, 4).tolist(), classes.tolist(),
+                      scores.tolist()))
+  found = by_box(outputs['detection_classes'], outputs['detection_scores'],
+                 outputs['detection_boxes'])
+  for (box, label, score), (box_32, label_32, score_32) in zip(
+      found, by_box(expected.classes, expected.scores, expected.bboxes)):
+    assert (box, label) == (box_32, label_32)
+    assert abs(score - score_32) < 0.01
+  # The set detection (SQUARE_BOX, the cat) stays first.
+  assert outputs['detection_classes'][0] == 1
+  np.testing.assert_allclose(outputs['detection_boxes'][0],
+                             [0.065, 0.065, 0.935, 0.935], atol=1e-5)
+  graph = serve.graph.as_graph_def()
+  conv_types = {node.attr['T'].type for node in graph.node
+                if node.op == 'Conv2D'}
+  conv_types |= {node.attr['T'].type for function in graph.library.function
+                 for node in function.node_def if node.op == 'Conv2D'}
+  assert conv_types == {tf.bfloat16.as_datatype_enum}
+
+
+def test_auto_precision_is_a_concrete_one():
+  assert detection.resolve_precision('auto') in ('float32', 'mixed_bfloat16')
+  with pytest.raises(ValueError, match='Unknown precision'):
+    detection.resolve_precision('int8')

@@ -24,6 +24,7 @@ import collections
 import os
 
 from absl import flags
+from absl import logging
 import tensorflow as tf
 from utils import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
 import tf_slim as slim
@@ -37,6 +38,7 @@ from preprocessing import tf_image
 from utils import box_ops
 from utils import checkpoints
 from utils import paths
+from utils import platform_info
 
 _v1 = tf.compat.v1
 
@@ -47,8 +49,15 @@ DetectionSettings = collections.namedtuple(
      'nms_threshold',     # NMS IoU threshold, per class.
      'top_k',             # Candidates per class before NMS.
      'keep_top_k',        # Detections kept per image, over all classes.
-     'resize'],           # 'warp' or 'pad', see preprocess_for_eval.
-    defaults=(0.01, 0.45, 400, 200, 'warp'))
+     'resize',            # 'warp' or 'pad', see preprocess_for_eval.
+     'precision'],        # The network's compute precision, see `detect`.
+    defaults=(0.01, 0.45, 400, 200, 'warp', 'float32'))
+
+# The network's compute dtype per precision of platform_info.PRECISIONS:
+# weights stay float32 (as in the checkpoint) and are cast when read;
+# decoding and NMS are always float32.
+COMPUTE_DTYPES = {'float32': tf.float32, 'mixed_bfloat16': tf.bfloat16,
+                  'mixed_float16': tf.float16}
 
 
 def define_flags(checkpoint_path, settings=DetectionSettings()):
@@ -81,14 +90,36 @@ def define_flags(checkpoint_path, settings=DetectionSettings()):
                     'or pad (keep the aspect ratio, pad with the mean '
                     'colour). Boxes come back in the original image '
                     'either way.')
+  flags.DEFINE_enum('precision', settings.precision,
+                    list(platform_info.REQUESTED_PRECISIONS),
+                    'Compute precision of the network: float32; '
+                    'mixed_bfloat16 (bfloat16 convolutions, fast on CPUs '
+                    'with AVX512_BF16 or AMX); mixed_float16 (GPUs); auto '
+                    '(mixed_bfloat16 on such CPUs without a GPU, else '
+                    'float32). Decoding and NMS stay float32.')
 
 
 def settings_from_flags(values):
-  """The DetectionSettings of the flags of `define_flags`."""
+  """The DetectionSettings of the flags of `define_flags`; --precision=auto
+  is resolved here (and the choice logged)."""
   return DetectionSettings(
       select_threshold=values.select_threshold,
       nms_threshold=values.nms_threshold, top_k=values.select_top_k,
-      keep_top_k=values.keep_top_k, resize=values.eval_resize)
+      keep_top_k=values.keep_top_k, resize=values.eval_resize,
+      precision=resolve_precision(values.precision))
+
+
+def resolve_precision(requested):
+  """The precision of platform_info.PRECISIONS that `requested` (or 'auto')
+  means on this machine; logs why.
+
+  Raises:
+    ValueError: an unknown precision.
+  """
+  precision, reason = platform_info.resolve_precision(
+      requested, bool(tf.config.list_physical_devices('GPU')))
+  logging.info('Inference precision %s (%s).', precision, reason)
+  return precision
 
 
 def read_labels(path):
@@ -262,7 +293,7 @@ def detect(ssd_net, images, bbox_imgs, settings=DetectionSettings(),
     ssd_net: the SSD network object.
     images: [B, h, w, 3] (or [B, 3, h, w]) `preprocess` outputs.
     bbox_imgs: [B, 4] their `bbox_img`.
-    settings: DetectionSettings.
+    settings: DetectionSettings (its precision: see `network_outputs`).
     data_format: 'NHWC' or 'NCHW', the layout of `images`.
 
   Returns:
@@ -273,14 +304,59 @@ def detect(ssd_net, images, bbox_imgs, settings=DetectionSettings(),
         in the original image, clipped to it.
       num_detections: int32 [B].
   """
-  with slim.arg_scope(ssd_net.arg_scope(data_format=data_format)):
-    predictions, localisations, _, _ = ssd_net.net(images, is_training=False)
+  predictions, localisations = network_outputs(
+      ssd_net, images, settings.precision, data_format)
   decoded = ssd_net.bboxes_decode(localisations, ssd_net.anchors())
   classes, scores, bboxes = ssd_net.detected_bboxes(
       predictions, decoded, select_threshold=settings.select_threshold,
       nms_threshold=settings.nms_threshold, top_k=settings.top_k,
       keep_top_k=settings.keep_top_k)
   return detections_in_images(classes, scores, bboxes, bbox_imgs)
+
+
+def network_outputs(ssd_net, images, precision='float32',
+                    data_format='NHWC'):
+  """The network's float32 class probabilities and encoded boxes.
+
+  With a mixed precision, the network computes in its COMPUTE_DTYPES dtype:
+  the variables stay float32 (restored from the checkpoint as they are) and
+  are cast when read, the images are cast, and the logits and boxes come
+  back as float32; the softmax is float32.  The precision is in the graph,
+  so an exported SavedModel keeps it.
+
+  Args:
+    ssd_net: the SSD network object.
+    images: [B, h, w, 3] (or [B, 3, h, w]) float32 `preprocess` outputs.
+    precision: one of platform_info.PRECISIONS, or 'auto'.
+    data_format: 'NHWC' or 'NCHW', the layout of `images`.
+
+  Returns:
+    (predictions, localisations): per feature layer, float32
+    [B, H, W, A, num_classes] and [B, H, W, A, 4].
+  """
+  if precision == 'auto':
+    precision = resolve_precision(precision)
+  dtype = COMPUTE_DTYPES[precision]
+  getter = None if dtype == tf.float32 else _float32_variables_getter(dtype)
+  with _v1.variable_scope(_v1.get_variable_scope(), custom_getter=getter):
+    with slim.arg_scope(ssd_net.arg_scope(data_format=data_format)):
+      predictions, localisations, logits, _ = ssd_net.net(
+          tf.cast(images, dtype), is_training=False)
+  if dtype == tf.float32:
+    return predictions, localisations
+  return ([tf.nn.softmax(tf.cast(layer, tf.float32)) for layer in logits],
+          [tf.cast(layer, tf.float32) for layer in localisations])
+
+
+def _float32_variables_getter(dtype):
+  """A custom getter making float32 variables for layers of `dtype`, read
+  as `dtype`."""
+  def casting_getter(getter, *args, **kwargs):
+    if kwargs.get('dtype') == dtype:
+      kwargs['dtype'] = tf.float32
+      return tf.cast(getter(*args, **kwargs), dtype)
+    return getter(*args, **kwargs)
+  return casting_getter
 
 
 def detections_in_images(classes, scores, bboxes, bbox_imgs):
