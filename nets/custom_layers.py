@@ -28,6 +28,8 @@ def dilated_conv2d(inputs,
                    padding='SAME',
                    data_format='NHWC',
                    activation_fn=tf.nn.relu,
+                   normalizer_fn=None,
+                   normalizer_params=None,
                    weights_initializer=None,
                    weights_regularizer=None,
                    biases_initializer=tf.compat.v1.zeros_initializer(),
@@ -37,7 +39,8 @@ def dilated_conv2d(inputs,
   """`slim.conv2d(..., rate=rate)`, optionally with a native dilated Conv2D.
 
   Same variables (`weights`, `biases` as model variables), regularization
-  loss and arguments as slim.conv2d, so it shares its arg_scope.  TensorFlow
+  loss and arguments as slim.conv2d, so it shares its arg_scope; as there,
+  a `normalizer_fn` (e.g. slim.batch_norm) replaces the biases.  TensorFlow
   builds every dilated convolution as SpaceToBatch -> Conv2D ->
   BatchToSpace; for SSD's conv6 (dilation 6 on 19x19) that gives oneDNN
   36 tiny 4x4 images per image, and conv6 with its gradients then took
@@ -63,7 +66,9 @@ def dilated_conv2d(inputs,
       outputs = tf.nn.convolution(inputs, weights, padding=padding,
                                   data_format=data_format,
                                   dilations=[rate, rate])
-    if biases_initializer is not None:
+    if normalizer_fn is not None:
+      outputs = normalizer_fn(outputs, **(normalizer_params or {}))
+    elif biases_initializer is not None:
       biases = slim.model_variable(
           'biases', shape=[num_outputs], dtype=inputs.dtype.base_dtype,
           initializer=biases_initializer, trainable=trainable)

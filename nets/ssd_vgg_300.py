@@ -6,7 +6,9 @@ Variable names and shapes are those of the SSD-Tensorflow checkpoints
 (scope `ssd_300_vgg`): `conv1/conv1_1` ... `conv5/conv5_3` (TF-slim's vgg_16
 names, see `SSDNet.vgg_16_variables`), `conv6`, `conv7`, `block8/conv1x1`,
 `block8/conv3x3` ... `block11/conv3x3`, and per feature layer `<layer>_box/`
-`conv_loc` and `conv_cls` (plus `block4_box/L2Normalization/gamma`).
+`conv_loc` and `conv_cls` (plus `block4_box/L2Normalization/gamma`).  With
+`batch_norm` (off by default) every convolution but the heads' has a
+`BatchNorm` scope instead of its `biases`.
 
 Feature layers for a 300x300 input:
   block4 (conv4_3) 38x38, block7 (conv7) 19x19, block8 10x10, block9 5x5,
@@ -41,6 +43,8 @@ SSDParams = collections.namedtuple('SSDParams', [
     'prior_scaling',    # Scalings of the encoded (cx, cy, w, h).
     'dropout_keep_prob',  # Keep probability of a dropout after conv6 and
                           # conv7 in training; 1 (SSD-Caffe's): no dropout.
+    'batch_norm',       # Batch normalisation after every convolution of the
+                        # backbone and the extra blocks (not the heads).
 ])
 
 # Anchor sizes in pixels, s_1 .. s_7: layer k has squares s_k and
@@ -86,7 +90,8 @@ class SSDNet(object):
       anchor_offset=0.5,
       normalizations=(20, -1, -1, -1, -1, -1),
       prior_scaling=(0.1, 0.1, 0.2, 0.2),
-      dropout_keep_prob=1.)
+      dropout_keep_prob=1.,
+      batch_norm=False)
 
   def __init__(self, params=None):
     self.params = params if params is not None else SSDNet.default_params
@@ -119,7 +124,9 @@ class SSDNet(object):
       inputs: [B, H, W, 3] images, or [B, 3, H, W] under an NCHW arg_scope;
         H and W give the feature shapes of `feat_shapes((H, W))`.
       is_training: whether dropout (`params.dropout_keep_prob` < 1) is
-        active.
+        active, and whether batch normalisation (`params.batch_norm`) uses
+        and updates (UPDATE_OPS collection) the batch statistics rather than
+        the moving ones.
       reuse: whether to reuse the variables of `scope`.
       scope: variable scope.
 
@@ -134,37 +141,8 @@ class SSDNet(object):
     end_points = {}
     with tf.compat.v1.variable_scope(scope, 'ssd_300_vgg', [inputs],
                                      reuse=reuse):
-      net = inputs
-      for index, (num_convs, depth) in enumerate(_VGG_BLOCKS, 1):
-        net = slim.repeat(net, num_convs, slim.conv2d, depth, [3, 3],
-                          scope='conv%d' % index)
-        end_points['block%d' % index] = net
-        if index < len(_VGG_BLOCKS):
-          net = slim.max_pool2d(net, [2, 2], scope='pool%d' % index)
-        else:
-          # pool5 keeps the resolution, as the dilated conv6 expects.
-          net = slim.max_pool2d(net, [3, 3], stride=1, scope='pool5')
-
-      # conv6 and conv7 replace VGG's fc6 and fc7.
-      # Native dilation only in training graphs, which run where they are
-      # built; saved inference graphs keep the portable form.
-      net = custom_layers.dilated_conv2d(
-          net, 1024, [3, 3], rate=6, scope='conv6',
-          native=is_training and custom_layers.onednn_enabled())
-      end_points['block6'] = net
-      net = self._dropout(net, is_training, scope='dropout6')
-      net = slim.conv2d(net, 1024, [1, 1], scope='conv7')
-      end_points['block7'] = net
-      net = self._dropout(net, is_training, scope='dropout7')
-
-      for block, depth_1x1, depth_3x3, stride in _EXTRA_BLOCKS:
-        with tf.compat.v1.variable_scope(block):
-          net = slim.conv2d(net, depth_1x1, [1, 1], scope='conv1x1')
-          if stride > 1:
-            net = custom_layers.pad2d(net, pad=1)
-          net = slim.conv2d(net, depth_3x3, [3, 3], stride=stride,
-                            padding='VALID', scope='conv3x3')
-        end_points[block] = net
+      with slim.arg_scope(self._normalizer_arg_scope(is_training)):
+        self._backbone(inputs, is_training, end_points)
 
       predictions, localisations, logits = [], [], []
       for layer, ratios, normalization in zip(self.params.feat_layers,
@@ -179,6 +157,49 @@ class SSDNet(object):
         localisations.append(layer_localisations)
     return predictions, localisations, logits, end_points
 
+  def _normalizer_arg_scope(self, is_training):
+    """Batch norm (or none) for the convolutions of `_backbone`."""
+    normalizer_fn = slim.batch_norm if self.params.batch_norm else None
+    with slim.arg_scope([slim.conv2d, custom_layers.dilated_conv2d],
+                        normalizer_fn=normalizer_fn):
+      with slim.arg_scope([slim.batch_norm], is_training=is_training) as scope:
+        return scope
+
+  def _backbone(self, inputs, is_training, end_points):
+    """VGG16's conv1..conv5, conv6, conv7 and the extra blocks: fills
+    `end_points` 'block1' ... 'block11'."""
+    net = inputs
+    for index, (num_convs, depth) in enumerate(_VGG_BLOCKS, 1):
+      net = slim.repeat(net, num_convs, slim.conv2d, depth, [3, 3],
+                        scope='conv%d' % index)
+      end_points['block%d' % index] = net
+      if index < len(_VGG_BLOCKS):
+        net = slim.max_pool2d(net, [2, 2], scope='pool%d' % index)
+      else:
+        # pool5 keeps the resolution, as the dilated conv6 expects.
+        net = slim.max_pool2d(net, [3, 3], stride=1, scope='pool5')
+
+    # conv6 and conv7 replace VGG's fc6 and fc7.
+    # Native dilation only in training graphs, which run where they are
+    # built; saved inference graphs keep the portable form.
+    net = custom_layers.dilated_conv2d(
+        net, 1024, [3, 3], rate=6, scope='conv6',
+        native=is_training and custom_layers.onednn_enabled())
+    end_points['block6'] = net
+    net = self._dropout(net, is_training, scope='dropout6')
+    net = slim.conv2d(net, 1024, [1, 1], scope='conv7')
+    end_points['block7'] = net
+    net = self._dropout(net, is_training, scope='dropout7')
+
+    for block, depth_1x1, depth_3x3, stride in _EXTRA_BLOCKS:
+      with tf.compat.v1.variable_scope(block):
+        net = slim.conv2d(net, depth_1x1, [1, 1], scope='conv1x1')
+        if stride > 1:
+          net = custom_layers.pad2d(net, pad=1)
+        net = slim.conv2d(net, depth_3x3, [3, 3], stride=stride,
+                          padding='VALID', scope='conv3x3')
+      end_points[block] = net
+
   def _dropout(self, net, is_training, scope):
     """Dropout of keep probability `params.dropout_keep_prob` in training;
     no op at all when it is 1 or in inference."""
@@ -187,27 +208,33 @@ class SSDNet(object):
     return slim.dropout(net, self.params.dropout_keep_prob,
                         is_training=True, scope=scope)
 
-  def arg_scope(self, weight_decay=0.0005, data_format='NHWC'):
+  def arg_scope(self, weight_decay=0.0005, data_format='NHWC',
+                batch_norm_decay=0.99):
     """The arg_scope to build the network in.
 
     Args:
       weight_decay: L2 regularisation of the convolution weights.
       data_format: 'NHWC' (required on CPU) or 'NCHW' (faster on GPUs); the
         variables are the same either way.
+      batch_norm_decay: decay of the batch norm moving statistics (with
+        `params.batch_norm`); batch norm learns a scale and an offset.
     """
     with slim.arg_scope([slim.conv2d, custom_layers.dilated_conv2d],
                         activation_fn=tf.nn.relu,
                         weights_regularizer=slim.l2_regularizer(weight_decay),
                         weights_initializer=slim.xavier_initializer(),
                         biases_initializer=tf.compat.v1.zeros_initializer()):
-      with slim.arg_scope([slim.conv2d, custom_layers.dilated_conv2d,
-                           slim.max_pool2d], padding='SAME',
-                          data_format=data_format):
-        with slim.arg_scope([custom_layers.pad2d,
-                             custom_layers.l2_normalization,
-                             custom_layers.channel_to_last],
-                            data_format=data_format) as scope:
-          return scope
+      with slim.arg_scope([slim.batch_norm], decay=batch_norm_decay,
+                          scale=True):
+        with slim.arg_scope([slim.conv2d, custom_layers.dilated_conv2d,
+                             slim.max_pool2d], padding='SAME',
+                            data_format=data_format):
+          with slim.arg_scope([custom_layers.pad2d,
+                               custom_layers.l2_normalization,
+                               custom_layers.channel_to_last,
+                               slim.batch_norm],
+                              data_format=data_format) as scope:
+            return scope
 
   def feat_shapes(self, img_shape=None):
     """(H, W) of each feature layer for an input of `img_shape` (height,
@@ -278,19 +305,32 @@ class SSDNet(object):
 
   def non_vgg_scopes(self, scope='ssd_300_vgg'):
     """Variable scopes absent from TF-slim's vgg_16 checkpoint (conv6, conv7,
-    the extra blocks and the heads): exclude them when fine-tuning from it."""
+    the extra blocks and the heads, and with `params.batch_norm` the batch
+    norms of conv1..conv5): exclude them when fine-tuning from it."""
     ssd_only = (['conv6', 'conv7'] + [block[0] for block in _EXTRA_BLOCKS] +
                 [layer + '_box' for layer in self.params.feat_layers])
+    if self.params.batch_norm:
+      ssd_only += ['%s/BatchNorm' % name for name in _vgg_convolutions()]
     return ['%s/%s' % (scope, name) for name in ssd_only]
 
   @staticmethod
   def vgg_16_variables(variables, scope='ssd_300_vgg'):
     """{vgg_16 checkpoint name: variable} for the VGG variables among
     `variables`, e.g. 'vgg_16/conv1/conv1_1/weights' for
-    'ssd_300_vgg/conv1/conv1_1/weights'."""
+    'ssd_300_vgg/conv1/conv1_1/weights' (batch norms excluded: vgg_16 has
+    none)."""
     prefixes = tuple('%s/%s/' % (scope, name) for name in VGG_SCOPES)
     return {VGG_16_SCOPE + variable.op.name[len(scope):]: variable
-            for variable in variables if variable.op.name.startswith(prefixes)}
+            for variable in variables
+            if variable.op.name.startswith(prefixes) and
+            '/BatchNorm/' not in variable.op.name}
+
+
+def _vgg_convolutions():
+  """Scopes 'conv1/conv1_1' ... 'conv5/conv5_3' of VGG16's convolutions."""
+  return ['conv%d/conv%d_%d' % (block, block, index)
+          for block, (num_convs, _) in enumerate(_VGG_BLOCKS, 1)
+          for index in range(1, num_convs + 1)]
 
 
 def anchor_size_pairs(anchor_sizes, num_layers):
@@ -353,9 +393,11 @@ def _multibox_head(features, num_classes, num_anchors, normalization):
     features = custom_layers.l2_normalization(
         features, scale_initial_value=normalization)
   localisations = slim.conv2d(features, num_anchors * 4, [3, 3],
-                              activation_fn=None, scope='conv_loc')
+                              activation_fn=None, normalizer_fn=None,
+                              scope='conv_loc')
   logits = slim.conv2d(features, num_anchors * num_classes, [3, 3],
-                       activation_fn=None, scope='conv_cls')
+                       activation_fn=None, normalizer_fn=None,
+                       scope='conv_cls')
   return (_split_anchors(logits, num_anchors),
           _split_anchors(localisations, num_anchors))
 

@@ -242,3 +242,110 @@ def test_dropout_after_conv6_and_conv7_only_when_asked(keep_prob, is_training,
     assert _variables() == [('ssd_300_vgg/' + name, shape)
                             for name, shape in EXPECTED_VARIABLES]
   assert scopes == expected_scopes
+
+
+def _batch_norm_variables():
+  """EXPECTED_VARIABLES with batch norm: every convolution but the heads'
+  loses its biases and gets a BatchNorm (beta, gamma, moving statistics)."""
+  expected = []
+  for name, shape in EXPECTED_VARIABLES:
+    if name.endswith('/biases') and '_box/' not in name:
+      scope = name[:-len('/biases')] + '/BatchNorm/'
+      expected += [(scope + kind, shape) for kind in (
+          'beta', 'gamma', 'moving_mean', 'moving_variance')]
+    else:
+      expected.append((name, shape))
+  return expected
+
+
+BATCH_NORM_SSD = ssd_vgg_300.SSDNet(ssd_vgg_300.SSDNet.make_params(
+    batch_norm=True))
+# 13 VGG16 convolutions, conv6, conv7 and 2 per extra block.
+NUM_BATCH_NORMS = 13 + 2 + 8
+
+
+def test_batch_norm_variables_updates_and_vgg_16_mapping():
+  assert ssd_vgg_300.SSDNet.default_params.batch_norm is False
+  with tf.Graph().as_default():
+    _build(BATCH_NORM_SSD,
+           tf.compat.v1.placeholder(tf.float32, [1, 300, 300, 3]))
+    variables = tf.compat.v1.global_variables()
+    assert sorted(_variables()) == sorted(
+        ('ssd_300_vgg/' + name, shape) for name, shape in
+        _batch_norm_variables())
+    # The moving statistics are model variables (checkpoints, EMA, eval),
+    # not trainable; the updates are in UPDATE_OPS.
+    moving = [v for v in slim.get_model_variables() if 'moving_' in v.op.name]
+    assert len(moving) == 2 * NUM_BATCH_NORMS
+    assert not set(moving) & set(tf.compat.v1.trainable_variables())
+    assert len(tf.compat.v1.get_collection(
+        tf.compat.v1.GraphKeys.UPDATE_OPS)) == 2 * NUM_BATCH_NORMS
+    assert len(tf.compat.v1.losses.get_regularization_losses()) == 35
+    # vgg_16 maps the 13 convolution weights; the batch norms start fresh
+    # (excluded like the SSD-only scopes).
+    vgg_map = BATCH_NORM_SSD.vgg_16_variables(variables)
+    assert len(vgg_map) == 13
+    scopes = BATCH_NORM_SSD.non_vgg_scopes()
+    assert 'ssd_300_vgg/conv1/conv1_1/BatchNorm' in scopes
+    for variable in variables:
+      excluded = any(variable.op.name.startswith(scope + '/')
+                     for scope in scopes)
+      assert excluded == (variable not in vgg_map.values()), variable.op.name
+  with tf.Graph().as_default():
+    _build(BATCH_NORM_SSD,
+           tf.compat.v1.placeholder(tf.float32, [1, 300, 300, 3]),
+           is_training=False)
+    assert not tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS)
+
+
+def _conv1_1(graph):
+  """conv1_1's convolution output (before batch norm) and its ReLU."""
+  scope = 'ssd_300_vgg/conv1/conv1_1/'
+  return (graph.get_tensor_by_name(scope + 'Conv2D:0'),
+          graph.get_tensor_by_name(scope + 'Relu:0'))
+
+
+def test_batch_norm_moving_statistics_train_and_infer():
+  images = np.random.RandomState(7).uniform(
+      -1., 1., [1, 300, 300, 3]).astype(np.float32)
+  decay = 0.99
+  with tf.Graph().as_default() as graph, tf.compat.v1.Session() as sess:
+    _build(BATCH_NORM_SSD, tf.constant(images), is_training=True)
+    convolution, _ = _conv1_1(graph)
+    # Only conv1_1 runs: its variables and its two updates.
+    update_ops = tf.compat.v1.get_collection(
+        tf.compat.v1.GraphKeys.UPDATE_OPS, 'ssd_300_vgg/conv1/conv1_1/')
+    assert len(update_ops) == 2
+    mean, variance = slim.get_model_variables(
+        'ssd_300_vgg/conv1/conv1_1/BatchNorm/moving_')
+    sess.run(tf.compat.v1.variables_initializer(
+        slim.get_model_variables('ssd_300_vgg/conv1/conv1_1/')))
+    pre_activations, _ = sess.run([convolution, update_ops])
+    moving_mean, moving_variance = sess.run([mean, variance])
+  # One update from (0, 1) towards the batch statistics of the 90000 pixels.
+  batch_mean = pre_activations.mean(axis=(0, 1, 2))
+  batch_variance = pre_activations.var(axis=(0, 1, 2))
+  np.testing.assert_allclose(moving_mean, (1 - decay) * batch_mean,
+                             rtol=1e-3, atol=1e-7)
+  np.testing.assert_allclose(moving_variance,
+                             decay + (1 - decay) * batch_variance, rtol=1e-3)
+
+  # Inference normalises with the moving statistics (here set by hand).
+  rng = np.random.RandomState(8)
+  stats = {'moving_mean': rng.normal(0., 0.1, 64),
+           'moving_variance': rng.uniform(0.5, 2., 64),
+           'gamma': rng.uniform(0.5, 1.5, 64), 'beta': rng.normal(0., 0.1, 64)}
+  with tf.Graph().as_default() as graph, tf.compat.v1.Session() as sess:
+    _build(BATCH_NORM_SSD, tf.constant(images), is_training=False)
+    sess.run(tf.compat.v1.variables_initializer(
+        slim.get_model_variables('ssd_300_vgg/conv1/conv1_1/')))
+    for variable in slim.get_model_variables(
+        'ssd_300_vgg/conv1/conv1_1/BatchNorm'):
+      variable.load(stats[variable.op.name.split('/')[-1]], sess)
+    pre_activations, activations = sess.run(_conv1_1(graph))
+  epsilon = 1e-3  # slim.batch_norm's default.
+  expected = np.maximum(
+      (pre_activations - stats['moving_mean']) /
+      np.sqrt(stats['moving_variance'] + epsilon) * stats['gamma'] +
+      stats['beta'], 0.)
+  np.testing.assert_allclose(activations, expected, rtol=1e-4, atol=1e-5)
