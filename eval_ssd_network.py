@@ -89,6 +89,7 @@ PR_CURVE_THRESHOLDS = 101
 _LOG_EVERY_N_BATCHES = 10
 # White gap between the ground truth and the detections of a summary image.
 _GAP_PIXELS = 8
+_MIN_SUMMARY_THICKNESS = 3
 
 FLAGS = flags.FLAGS
 
@@ -247,11 +248,16 @@ class _Collector(object):
   def _draw(self, image, gt, found):
     """The ground truth (left) beside the detections (right)."""
     shown = found['scores'] >= self.image_summary_min_score
+    # At least 3 px: TensorBoard shows images scaled down in its cards.
+    thickness = max(_MIN_SUMMARY_THICKNESS,
+                    drawing.default_thickness(*image.shape[:2]))
     truth = drawing.draw_detections(image, gt['bboxes'], gt['labels'],
-                                    class_names=self.labels_to_names)
+                                    class_names=self.labels_to_names,
+                                    thickness=thickness)
     detected = drawing.draw_detections(
         image, found['bboxes'][shown], found['classes'][shown],
-        found['scores'][shown], class_names=self.labels_to_names)
+        found['scores'][shown], class_names=self.labels_to_names,
+        thickness=thickness)
     gap = np.full([image.shape[0], _GAP_PIXELS, 3], 255, np.uint8)
     return np.concatenate([truth, gap, detected], axis=1)
 
@@ -430,9 +436,13 @@ def _summary(results, collector):
               name, results['iou_threshold'])).value)
   for image_id, image in collector.summary_images:
     encoded = cv2.imencode('.png', image[..., ::-1])[1].tobytes()
-    summary.value.add(tag='detections/%s' % image_id, image=_v1.Summary.Image(
-        height=image.shape[0], width=image.shape[1], colorspace=3,
-        encoded_image_string=encoded))
+    value = summary.value.add(
+        tag='detections/%s' % image_id, image=_v1.Summary.Image(
+            height=image.shape[0], width=image.shape[1], colorspace=3,
+            encoded_image_string=encoded))
+    value.metadata.summary_description = (
+        'Left: ground truth. Right: detections scoring >= %g.' %
+        collector.image_summary_min_score)
   return summary
 
 

@@ -264,7 +264,10 @@ def _check_events(events):
   # Images: the first two of the split, ground truth left, detections
   # scoring >= 0.5 right, 8 white columns between.
   assert ('detections/img_c', step) not in events
-  encoded = events[('detections/img_a', step)].image.encoded_image_string
+  value = events[('detections/img_a', step)]
+  assert value.metadata.summary_description == (
+      'Left: ground truth. Right: detections scoring >= 0.5.')
+  encoded = value.image.encoded_image_string
   image = cv2.imdecode(np.frombuffer(encoded, np.uint8),
                        cv2.IMREAD_COLOR)[..., ::-1]
   assert image.shape == (100, 2 * 200 + 8, 3)
@@ -274,6 +277,8 @@ def _check_events(events):
   # The cat's box (x from 13 px), drawn on both sides; the dog's (x from
   # 38.48 px), detected only.
   assert tuple(left[50, 13]) == cat and tuple(right[50, 13]) == cat
+  # Outlines 3 px wide.
+  assert tuple(right[50, 15]) == cat and tuple(right[50, 16]) != cat
   assert tuple(right[50, 38]) == dog and tuple(left[50, 38]) != dog
   assert ('detections/img_b', step) in events
 
