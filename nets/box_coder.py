@@ -76,27 +76,3 @@ def decode(localisations, anchors, prior_scaling):
       cx=localisations[..., 0] * anchor_w * prior_scaling[0] + anchor_cx,
       h=anchor_h * ops.exp(localisations[..., 3] * prior_scaling[3]),
       w=anchor_w * ops.exp(localisations[..., 2] * prior_scaling[2]))
-
-
-def iou(boxes_a, boxes_b):
-  """DEPRECATED, NumPy only: kept until utils/voc_eval.py has its own NumPy
-  IoU (the TensorFlow one is `utils.box_ops.iou`)."""
-  inter_h = np.maximum(
-      np.minimum(boxes_a[..., 2], boxes_b[..., 2]) -
-      np.maximum(boxes_a[..., 0], boxes_b[..., 0]), 0.)
-  inter_w = np.maximum(
-      np.minimum(boxes_a[..., 3], boxes_b[..., 3]) -
-      np.maximum(boxes_a[..., 1], boxes_b[..., 1]), 0.)
-  intersection = inter_h * inter_w
-  union = ((boxes_a[..., 2] - boxes_a[..., 0]) *
-           (boxes_a[..., 3] - boxes_a[..., 1]) +
-           (boxes_b[..., 2] - boxes_b[..., 0]) *
-           (boxes_b[..., 3] - boxes_b[..., 1]) - intersection)
-  return intersection / np.maximum(union, 1e-12)
-
-
-def clip(boxes, window):
-  """DEPRECATED alias of `utils.box_ops.clip`, until utils/detection.py
-  calls it."""
-  from utils import box_ops  # pylint: disable=g-import-not-at-top
-  return box_ops.clip(boxes, window)
