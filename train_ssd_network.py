@@ -14,6 +14,7 @@ Run `python train_ssd_network.py --help` for every flag.  With no flags it
 trains on the built-in sample dataset (generated on first use).
 """
 import dataclasses
+import os
 import sys
 
 from absl import app
@@ -100,8 +101,20 @@ def define_flags():
                        '--sync_replicas; default: the number of workers.')
   flags.DEFINE_boolean('ps_exit_when_done', True,
                        'A ps task exits once every worker has finished its '
-                       'training loop; with --nops_exit_when_done it serves '
-                       'until killed.')
+                       'training loop, or once the chief has and no other '
+                       'worker has reported for --ps_idle_secs; with '
+                       '--nops_exit_when_done it serves until SIGINT/SIGTERM.')
+  flags.DEFINE_float('cluster_timeout_secs', 600,
+                     'Bound of every wait for another task (a host to '
+                     'answer, the chief to publish its cluster and '
+                     'initialise the variables): then a clear error.')
+  flags.DEFINE_float('ps_idle_secs', 120,
+                     'A ps task exits when the chief has finished and no '
+                     'other worker has reported for this long (a dead '
+                     'worker); with --ps_exit_when_done.')
+  flags.DEFINE_float('stop_grace_secs', 60,
+                     'After SIGINT/SIGTERM, a cluster task blocked in '
+                     'TensorFlow exits after this long.')
   flags.DEFINE_enum('precision', 'float32', list(platform_info.PRECISIONS),
                     'Compute precision: float32; mixed_bfloat16 (bf16 '
                     'compute, float32 weights and loss; fast on CPUs with '
@@ -213,7 +226,9 @@ def resolve_cluster_flags():
       FLAGS.ps_hosts, FLAGS.worker_hosts, FLAGS.job_name, FLAGS.task,
       worker_replicas=given('worker_replicas'),
       num_ps_tasks=given('num_ps_tasks'), sync_replicas=FLAGS.sync_replicas,
-      replicas_to_aggregate=FLAGS.replicas_to_aggregate)
+      replicas_to_aggregate=FLAGS.replicas_to_aggregate,
+      tf_config=os.environ.get(cluster_lib.TF_CONFIG_ENV),
+      task_given=FLAGS['task'].present)
 
 
 def _options(options_class, **resolved):
@@ -233,7 +248,8 @@ def config_from_flags():
   settings = resolve_cluster_flags()
   deployment = dict(cluster=settings.cluster)
   if settings.cluster is not None:
-    deployment.update(worker_replicas=settings.worker_replicas,
+    deployment.update(task=settings.cluster.task,
+                      worker_replicas=settings.worker_replicas,
                       num_ps_tasks=settings.num_ps_tasks,
                       replicas_to_aggregate=settings.replicas_to_aggregate)
   return training.TrainingConfig(
@@ -252,8 +268,9 @@ def main(unused_argv):
     config = config_from_flags()
     cluster = config.deployment.cluster
     if cluster is not None and cluster.is_ps:
-      cluster_lib.run_parameter_server(cluster,
-                                       config.deployment.ps_exit_when_done)
+      cluster_lib.run_parameter_server(
+          cluster, config.deployment.ps_exit_when_done,
+          timeouts=config.deployment.cluster_timeouts)
       return
     dataset = training.load_dataset(config.data)
     ssd_net = training.build_ssd_net(config.model, dataset.num_classes)

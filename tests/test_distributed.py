@@ -47,17 +47,25 @@ def free_ports(count):
       sock.close()
 
 
+def loopback_hosts(count):
+  return ['%s:%d' % (LOCALHOST, port) for port in free_ports(count)]
+
+
 class LocalCluster(object):
   """One ps and `num_workers` workers of the training script on loopback."""
 
-  def __init__(self, tmp_path, dataset_dir, num_workers=2, flags=()):
-    ports = free_ports(1 + num_workers)
+  def __init__(self, tmp_path, dataset_dir, num_workers=2, flags=(),
+               use_tf_config=False):
+    """With use_tf_config, each task gets the cluster in TF_CONFIG alone."""
+    hosts = loopback_hosts(1 + num_workers)
+    self.ps_hosts, self.worker_hosts = hosts[:1], hosts[1:]
     self.train_dir = str(tmp_path / 'train')
     self._log_dir = tmp_path
-    self._flags = [
-        '--ps_hosts=%s:%d' % (LOCALHOST, ports[0]),
-        '--worker_hosts=' + ','.join('%s:%d' % (LOCALHOST, port)
-                                     for port in ports[1:]),
+    self._use_tf_config = use_tf_config
+    cluster_flags = [] if use_tf_config else [
+        '--ps_hosts=' + ','.join(self.ps_hosts),
+        '--worker_hosts=' + ','.join(self.worker_hosts)]
+    self._flags = cluster_flags + [
         '--train_dir=' + self.train_dir, '--dataset_dir=' + dataset_dir,
         '--batch_size=1', '--precision=mixed_bfloat16',
         '--learning_rate=0.0001', '--log_every_n_steps=1',
@@ -69,11 +77,18 @@ class LocalCluster(object):
     name = '%s%d' % (job_name, task)
     log = open(os.path.join(str(self._log_dir), name + '.log'), 'w')
     # Own process group: killing it kills anything the task started.
+    env = dict(os.environ)
+    env.pop(cluster_lib.TF_CONFIG_ENV, None)
+    if self._use_tf_config:
+      env[cluster_lib.TF_CONFIG_ENV] = tf_config(
+          self.ps_hosts, self.worker_hosts, job_name, task)
+      task_flags = []
+    else:
+      task_flags = ['--job_name=' + job_name, '--task=%d' % task]
     self.processes[name] = subprocess.Popen(
-        [sys.executable, SCRIPT, '--job_name=' + job_name,
-         '--task=%d' % task] + self._flags,
+        [sys.executable, SCRIPT] + task_flags + self._flags,
         stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
-        start_new_session=True)
+        start_new_session=True, env=env)
     log.close()
     return self.processes[name]
 
@@ -476,10 +491,6 @@ def stub_tasks(tmp_path):
   tasks.kill_all()
 
 
-def loopback_hosts(count):
-  return ['%s:%d' % (LOCALHOST, port) for port in free_ports(count)]
-
-
 def test_a_worker_with_other_ps_hosts_fails_naming_both_lists_and_the_ps_stops_on_sigint(
     stub_tasks):
   """The mismatched worker stops at once; the ps, blocked on its queue of
@@ -545,16 +556,20 @@ def test_tasks_waiting_for_their_chief_stop_on_sigint_and_sigterm(
 # A real cluster: 1 ps and 2 workers on 127.0.0.1.
 
 
-def test_sync_replicas_aggregate_each_round_and_all_tasks_exit(make_cluster):
-  """Two workers, two gradients a round; the ps exits once both are done."""
+def test_tf_config_alone_runs_sync_replicas_and_all_tasks_exit(make_cluster):
+  """1 ps + 2 workers from TF_CONFIG alone (no cluster flags); two
+  gradients a round; the ps exits once both workers are done."""
   max_steps = 3
-  local_cluster = make_cluster(flags=[
+  local_cluster = make_cluster(use_tf_config=True, flags=[
       '--sync_replicas', '--max_number_of_steps=%d' % max_steps,
       '--moving_average_decay=0.99'])
   local_cluster.start_all()
   for name in ['worker0', 'worker1', 'ps0']:
     assert_clean_exit(local_cluster, name)
   assert 'Every worker finished' in local_cluster.log('ps0')
+  assert 'Cluster from TF_CONFIG' in local_cluster.log('worker1')
+  assert "Cluster checked: same as the chief's" in local_cluster.log(
+      'worker1')
 
   values = latest_checkpoint_values(local_cluster.train_dir)
   assert_holds_finite_model(values)
@@ -569,34 +584,42 @@ def test_sync_replicas_aggregate_each_round_and_all_tasks_exit(make_cluster):
   assert worker_steps >= 2 * max_steps
 
 
-def test_async_workers_share_the_step_and_a_killed_worker_is_harmless(
-    make_cluster):
-  """Kill the non-chief mid-run: the chief finishes with a sound checkpoint."""
-  max_steps = 10
-  local_cluster = make_cluster(flags=['--max_number_of_steps=%d' % max_steps])
-  local_cluster.start_all()
-  # Let worker 1 take part, then kill it during its next step.
-  deadline = time.time() + TRAIN_TIMEOUT_SECS
-  while not local_cluster.steps('worker1'):
-    assert local_cluster.processes['worker1'].poll() is None, (
-        local_cluster.log('worker1')[-3000:])
-    assert time.time() < deadline, 'worker 1 ran no step'
+def wait_for_steps(local_cluster, name, more_than, timeout=TRAIN_TIMEOUT_SECS):
+  """Waits until task `name` has logged more than `more_than` steps."""
+  deadline = time.time() + timeout
+  while len(local_cluster.steps(name)) <= more_than:
+    assert local_cluster.processes[name].poll() is None, (
+        local_cluster.log(name)[-3000:])
+    assert time.time() < deadline, '%s ran no step' % name
     time.sleep(0.2)
-  assert local_cluster.processes['worker0'].poll() is None, (
-      'the chief finished before worker 1 could be killed; raise max_steps')
+
+
+def test_async_workers_share_the_step_a_dead_worker_and_ctrl_c(make_cluster):
+  """Kill the non-chief mid-run, then Ctrl-C the chief: it saves its last
+  step and exits 0; the ps, with no report from the dead worker, exits
+  --ps_idle_secs after the chief's."""
+  local_cluster = make_cluster(flags=['--max_number_of_steps=1000',
+                                      '--ps_idle_secs=3'])
+  local_cluster.start_all()
+  wait_for_steps(local_cluster, 'worker1', 0)
   local_cluster.kill('worker1')
   worker1_steps = local_cluster.steps('worker1')
+  wait_for_steps(local_cluster, 'worker0',
+                 len(local_cluster.steps('worker0')))
+  os.killpg(local_cluster.processes['worker0'].pid, signal.SIGINT)
 
   assert_clean_exit(local_cluster, 'worker0')
-  # The ps still waits for worker 1; whoever launched it stops it.
-  assert local_cluster.processes['ps0'].poll() is None
-  local_cluster.kill('ps0', signal.SIGTERM)
+  assert 'SIGINT: worker task 0' in local_cluster.log('worker0')
+  assert_clean_exit(local_cluster, 'ps0')
+  assert ('workers [1] have not reported for 3 s (--ps_idle_secs)' in
+          local_cluster.log('ps0'))
 
   values = latest_checkpoint_values(local_cluster.train_dir)
   assert_holds_finite_model(values)
-  # Asynchronous: every step of either worker advanced the shared step.
+  # The chief saved where it stopped; asynchronous: every step of either
+  # worker advanced the shared step.
   chief_steps = local_cluster.steps('worker0')
-  assert max(chief_steps) == values['global_step'] >= max_steps
+  assert values['global_step'] >= max(chief_steps)
   assert values['global_step'] >= len(chief_steps) + len(worker1_steps)
   # (+1: worker 1 may have been killed after its update, before logging.)
   assert values['global_step'] <= len(chief_steps) + len(worker1_steps) + 1

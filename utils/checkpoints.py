@@ -234,8 +234,8 @@ def pretrained_settings(checkpoint_path, ssd_net, model_scope,
 
   For TF-slim's VGG16 checkpoint, when not given: checkpoint_model_scope
   'vgg_16' and the SSD-only scopes (conv6, conv7, the extra blocks, the
-  heads, from `ssd_net.non_vgg_scopes`) excluded, which is what restores
-  its 26 convolution variables.  Each choice made is logged.  Other
+  heads, from `ssd_net.non_vgg_scopes`; default: SSD300's) excluded, which
+  is what restores its 26 convolution variables.  Each choice made is logged.  Other
   checkpoints keep the given values.
 
   Returns:
@@ -250,6 +250,7 @@ def pretrained_settings(checkpoint_path, ssd_net, model_scope,
                  checkpoint_path, checkpoint_model_scope, model_scope,
                  checkpoint_model_scope)
   if not exclude_scopes:
+    ssd_net = ssd_net or ssd_vgg_300.SSDNet()
     exclude_scopes = ','.join(ssd_net.non_vgg_scopes(model_scope))
     logging.info('The SSD-only layers start from scratch '
                  '(--checkpoint_exclude_scopes=%s).', exclude_scopes)

@@ -131,13 +131,22 @@ class DeploymentOptions:
   sync_replicas: bool = False
   replicas_to_aggregate: typing.Optional[int] = None
   ps_exit_when_done: bool = True
+  # Bounds of the cluster's waits (deployment.cluster.Timeouts), in seconds.
+  cluster_timeout_secs: float = 600.0
+  ps_idle_secs: float = 120.0
+  stop_grace_secs: float = 60.0
   precision: str = 'float32'
   gpu_memory_fraction: typing.Optional[float] = None
 
   @property
   def is_chief(self):
     """Worker 0 (or the only process) initialises, saves and summarises."""
-    return self.task == 0
+    return self.cluster is None or self.cluster.is_chief
+
+  @property
+  def cluster_timeouts(self):
+    return cluster_lib.Timeouts(self.cluster_timeout_secs, self.ps_idle_secs,
+                                self.stop_grace_secs)
 
   def images_per_step(self, batch_size):
     """Images one global step trains on (all clones and replicas)."""
@@ -673,17 +682,21 @@ def write_training_config(config, ssd_params, dataset):
     out.write(text)
 
 
-def make_init_fn(train_dir, model):
+def make_init_fn(train_dir, model, ssd_net=None):
   """Initialisation from model.checkpoint_path, unless train_dir resumes.
+
+  Call it once the graph is built: a checkpoint to resume from is checked
+  against its variables (utils.checkpoints.resume_checkpoint).
 
   Args:
     train_dir: the run's directory; a checkpoint there is resumed from.
     model: ModelOptions (checkpoint path, scopes).
+    ssd_net: the SSDNet (its SSD-only scopes, for a VGG16 checkpoint).
 
   Returns:
     The init_fn(session) of slim.learning.train, or None.
   """
-  resume_from = tf.train.latest_checkpoint(train_dir)
+  resume_from = checkpoints.resume_checkpoint(train_dir)
   if resume_from:
     logging.info('Resuming from %s (global step, optimizer state and '
                  'learning-rate schedule continue from there).', resume_from)
@@ -693,9 +706,13 @@ def make_init_fn(train_dir, model):
   if not checkpoint_path:
     logging.info('No checkpoint to start from: training from scratch.')
     return None
+  checkpoint_path = checkpoints.resolve_checkpoint_path(checkpoint_path)
+  checkpoint_model_scope, exclude_scopes = checkpoints.pretrained_settings(
+      checkpoint_path, ssd_net, model.model_name, model.checkpoint_model_scope,
+      model.checkpoint_exclude_scopes)
   return checkpoints.get_init_fn(
-      model.model_name, checkpoint_path, model.checkpoint_model_scope,
-      model.checkpoint_exclude_scopes, model.ignore_missing_vars)
+      model.model_name, checkpoint_path, checkpoint_model_scope,
+      exclude_scopes, model.ignore_missing_vars)
 
 
 def make_deploy_config(deployment):
@@ -704,33 +721,6 @@ def make_deploy_config(deployment):
       num_clones=deployment.num_clones, clone_on_cpu=deployment.clone_on_cpu,
       replica_id=deployment.task, num_replicas=deployment.worker_replicas,
       num_ps_tasks=deployment.num_ps_tasks)
-
-
-def run_as_cluster_worker(cluster, session_config, run_loop):
-  """The ps/worker choreography of one worker around its training loop.
-
-  Call inside the training graph, once it is complete: starts this task's
-  server, builds the report to the ps tasks (and, on a non-chief worker,
-  the check that the chief has initialised the variables), connects to the
-  ps tasks, waits for the chief, runs `run_loop(master, session_config)`,
-  then reports the end of training to the ps tasks.
-
-  Args:
-    cluster: the deployment.cluster.Cluster of a worker.
-    session_config: the ConfigProto of the training sessions.
-    run_loop: run_loop(master, session_config) runs the training loop.
-  """
-  is_chief = cluster.task == 0
-  # The server owns this worker's devices (and their logical CPUs).
-  master = cluster_lib.start_server(cluster, session_config).target
-  session_config = cluster_lib.worker_session_config(cluster, session_config)
-  done_report = cluster_lib.DoneReport(cluster)
-  ready_check = None if is_chief else cluster_lib.build_ready_check()
-  done_report.connect(master, session_config)
-  if ready_check is not None:
-    cluster_lib.wait_for_chief(master, session_config, ready_check)
-  run_loop(master, session_config)
-  done_report.report()
 
 
 def run_training(config, ssd_net, dataset, input_fn=None):
@@ -762,6 +752,11 @@ def run_training(config, ssd_net, dataset, input_fn=None):
     write_training_config(config, ssd_net.params, dataset)
   session_config = train_tools.session_config(
       deploy_config, deployment.gpu_memory_fraction, deployment.precision)
+  if cluster is not None:
+    # Starts the server (it owns this worker's devices) and checks the
+    # cluster now, before the graph is built.
+    worker_task = cluster_lib.start_worker(cluster, session_config,
+                                           deployment.cluster_timeouts)
 
   graph = tf.Graph()
   with graph.as_default(), _v1.device(
@@ -770,13 +765,12 @@ def run_training(config, ssd_net, dataset, input_fn=None):
       _v1.set_random_seed(config.seed)
     tensors = build_training_graph(config, ssd_net, deploy_config, input_fn,
                                    dataset.num_samples)
-    init_fn = (make_init_fn(config.logging.train_dir, config.model)
+    init_fn = (make_init_fn(config.logging.train_dir, config.model, ssd_net)
                if deployment.is_chief else None)
-    saver = _v1.train.Saver(
+    saver = checkpoints.CheckpointSaver(
         max_to_keep=config.logging.max_to_keep,
         keep_checkpoint_every_n_hours=(
-            config.logging.keep_checkpoint_every_n_hours),
-        write_version=_v1.train.SaverDef.V2)
+            config.logging.keep_checkpoint_every_n_hours))
     step_runner = StepRunner(
         tensors, deployment.images_per_step(config.data.batch_size),
         config.optimisation.max_number_of_steps,
@@ -785,8 +779,10 @@ def run_training(config, ssd_net, dataset, input_fn=None):
     def run_loop(master, loop_session_config):
       if tensors.sync_optimizer is not None:
         tensors.sync_optimizer.session_config = loop_session_config
-      previous_handler = signal.signal(signal.SIGINT,
-                                       step_runner.request_stop)
+      # In a cluster, deployment/cluster.py watches the signals.
+      previous_handler = (signal.signal(signal.SIGINT,
+                                        step_runner.request_stop)
+                          if cluster is None else None)
       try:
         slim.learning.train(
             tensors.train_op, logdir=config.logging.train_dir,
@@ -798,11 +794,12 @@ def run_training(config, ssd_net, dataset, input_fn=None):
             saver=saver, sync_optimizer=tensors.sync_optimizer,
             session_config=loop_session_config)
       finally:
-        signal.signal(signal.SIGINT, previous_handler)
+        if cluster is None:
+          signal.signal(signal.SIGINT, previous_handler)
 
     if cluster is None:
       run_loop('', session_config)
     else:
-      run_as_cluster_worker(cluster, session_config, run_loop)
+      worker_task.run(run_loop, step_runner.request_stop)
   if step_runner.failure:
     raise TrainingStopped(step_runner.failure)
