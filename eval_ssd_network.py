@@ -328,6 +328,13 @@ def evaluate(checkpoint_path, dataset, eval_dir=None,
     CheckpointError: missing checkpoint, or one that does not fit.
   """
   num_classes = num_classes or dataset.num_classes
+  num_downscaled = sum(metadata.get('num_downscaled', 0)
+                       for metadata in dataset.metadata)
+  if num_downscaled:
+    logging.warning(
+        '%d images of the split were stored downscaled (--max_image_side): '
+        'their boxes are scored in the stored pixels, so their APs are not '
+        'exactly the devkit\'s on the original images.', num_downscaled)
   checkpoint_path, ssd_net = detection.load_network(
       checkpoint_path, model_name, num_classes,
       'the dataset (%s, split %s)' % (dataset.name, dataset.split_name)
