@@ -670,6 +670,8 @@ def main(argv):
         FLAGS.metrics, FLAGS.best_metric,
         wait and (FLAGS.keep_best or bool(FLAGS.early_stopping_patience)),
         FLAGS.early_stopping_patience, wait)
+    if not wait:  # A missing checkpoint is reported before any folder made.
+      checkpoints.resolve_checkpoint_path(FLAGS.checkpoint_path)
     eval_dir = FLAGS.eval_dir or default_eval_dir(FLAGS.checkpoint_path)
     detection.make_output_dir(eval_dir, '--eval_dir')
     # --dataset_dir, or training's default, the sample dataset.
