@@ -418,7 +418,7 @@ def test_conflicting_flags_fail_before_training(tmp_path):
 # each takes seconds.
 
 _TASK_STUB = r"""
-import json, sys, time
+import json, sys, threading, time
 from absl import logging
 logging.set_verbosity(logging.INFO)
 logging.use_absl_handler()
@@ -432,8 +432,15 @@ try:
   if cluster.is_ps:
     cluster_lib.run_parameter_server(cluster, True, timeouts=timeouts)
   else:
-    cluster_lib.start_worker(cluster, tf.compat.v1.ConfigProto(), timeouts)
+    task = cluster_lib.start_worker(cluster, tf.compat.v1.ConfigProto(),
+                                    timeouts)
     logging.info('STARTED')
+    if cluster.is_chief:
+      # A training loop blocked for good (as in a step waiting for a task
+      # that is gone).
+      with tf.Graph().as_default():
+        task.run(lambda master, config: threading.Event().wait(),
+                 lambda: logging.info('STOP REQUESTED'))
     time.sleep(600)
 except cluster_lib.ClusterError as error:
   logging.error('%s', error)
@@ -493,7 +500,8 @@ def stub_tasks(tmp_path):
 
 def test_a_worker_with_other_ps_hosts_fails_naming_both_lists_and_the_ps_stops_on_sigint(
     stub_tasks):
-  """The mismatched worker stops at once; the ps, blocked on its queue of
+  """The mismatched worker stops at once; the chief, blocked in its loop,
+  stops on SIGTERM after the grace period; the ps, blocked on its queue of
   done reports, stops on SIGINT."""
   hosts = loopback_hosts(4)
   ps, workers, other_ps = hosts[:1], hosts[1:3], hosts[:1] + hosts[3:]
@@ -508,6 +516,16 @@ def test_a_worker_with_other_ps_hosts_fails_naming_both_lists_and_the_ps_stops_o
               ps[0], ', '.join(workers))) in log, log
   assert 'Traceback' not in log
   stub_tasks.wait_for_line('worker0', 'STARTED')
+
+  # The chief, blocked in its training loop: SIGTERM asks it to stop, then
+  # it exits after the grace period (5 s).
+  os.killpg(stub_tasks.processes['worker0'].pid, signal.SIGTERM)
+  assert stub_tasks.wait('worker0', timeout=20) == 1
+  log = stub_tasks.log('worker0')
+  assert 'SIGTERM: worker task 0 (%s) stops after its current step' % (
+      workers[0]) in log
+  assert 'STOP REQUESTED' in log
+  assert 'did not stop within 5 s; exiting without a final checkpoint' in log
 
   stub_tasks.wait_for_line('ps0', 'Serving until the workers [0, 1] report')
   os.killpg(stub_tasks.processes['ps0'].pid, signal.SIGINT)
