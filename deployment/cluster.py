@@ -728,6 +728,10 @@ class WorkerTask(object):
 
     def work():
       with graph.as_default(), graph.device(self.cluster.task_device):
+        # A ps task gone while the graph was built would make the
+        # connection wait forever.
+        for index, host in enumerate(self.cluster.ps_hosts):
+          wait_for_host(host, 'ps task %d' % index, self._timeouts.wait_secs)
         done_report.connect(self.master, self.session_config)
         try:
           if ready_op is not None and not wait_for_chief(
