@@ -569,7 +569,7 @@ class CheckpointSaver(_v1.train.Saver):
       raise CheckpointError(
           'No space left on device in %s while saving a checkpoint: it needs '
           'about %s, %s free. Free some space there or choose another '
-          '--train_dir (removed %d partial files).' % (
+          '--train_dir (partial files removed: %d).' % (
               directory, _megabytes(_checkpoint_bytes(sess.graph, directory)),
               _megabytes(shutil.disk_usage(directory).free), len(removed))
       ) from None
