@@ -70,15 +70,8 @@ def build_serving_graph(ssd_net, model_name, settings):
   """The serving graph in the default graph: (input, outputs dict)."""
   encoded_images = _v1.placeholder(tf.string, shape=None, name=INPUT_NAME)
 
-  def decode_and_preprocess(encoded):
-    return detection.preprocess(dataset_utils.decode_image(encoded), ssd_net,
-                                model_name, settings.resize)
-
-  images, bbox_imgs = tf.map_fn(
-      decode_and_preprocess, tf.reshape(encoded_images, [-1]),
-      fn_output_signature=(
-          tf.TensorSpec(tuple(ssd_net.params.img_shape) + (3,), tf.float32),
-          tf.TensorSpec([4], tf.float32)))
+  images, bbox_imgs = detection.decode_and_preprocess(
+      encoded_images, ssd_net, model_name, settings.resize)
   outputs = detection.detect(ssd_net, images, bbox_imgs, settings)
   return encoded_images, {OUTPUT_NAMES[key]: tf.identity(
       value, name=OUTPUT_NAMES[key]) for key, value in outputs.items()}

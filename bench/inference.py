@@ -7,13 +7,18 @@ Variants, all with random weights (speed does not depend on the values;
 21 classes as VOC):
   tf_float32   the SavedModel of export_ssd_network.py (--precision float32)
   tf_bfloat16  the same, exported with --precision mixed_bfloat16
+  openvino     utils/openvino_detector.py (the faster serving path, if
+               requirements-serve.txt is installed): the same pre- and
+               post-processing in TensorFlow, the network in OpenVINO
+               (its default precision: bf16 on CPUs with AVX512_BF16/AMX)
   torchvision  torchvision.models.detection.ssd300_vgg16, float32, eval mode
                (the same SSD300-VGG16 architecture), if torch is installed:
                PyTorch lives only in the benchmark's virtualenv
                (/work/bench-venv), never in the project's requirements.
 What each one times, for a batch of VOC-sized photos (500x375):
   ours: JPEG decode, resize, the network, decoding and NMS (select 0.01,
-        top 400 per class, keep 200), all inside the SavedModel;
+        top 400 per class, keep 200), all inside the SavedModel (openvino:
+        the same steps, three calls);
   torchvision: its transform (resize to 300, normalise), the network,
         decoding and NMS (score 0.01, top 400, keep 200), from decoded
         float tensors: JPEG decode is NOT in its time (about 2-4 ms per
@@ -95,6 +100,15 @@ def tensorflow_variants(work_dir):
       outputs = serve(encoded_images=tf.constant(encoded))
       return outputs['num_detections'].numpy()
     variants[name] = run
+  try:
+    from utils import openvino_detector
+    detector = openvino_detector.OpenVINODetector(checkpoint)
+  except ImportError as error:
+    print('openvino skipped: %s' % error)
+  else:
+    print('openvino %s, inference precision %s' % (
+        openvino_detector.import_openvino().__version__, detector.precision))
+    variants['openvino'] = lambda encoded: detector(encoded)['num_detections']
   return variants
 
 
@@ -153,14 +167,20 @@ def report(times, batch_sizes):
     rates[(name, size)] = size / median
     lines.append('%-12s %5d %10.3f %10.3f %10.2f' % (
         name, size, median, min(seconds), size / median))
+  # Ratios of medians, and of the fastest rounds (the least disturbed by
+  # other processes on a shared machine).
+  fastest = {key: min(seconds) for key, seconds in times.items()}
   for size in batch_sizes:
     for numerator, denominator in (('tf_bfloat16', 'tf_float32'),
                                    ('tf_bfloat16', 'torchvision'),
-                                   ('tf_float32', 'torchvision')):
+                                   ('tf_float32', 'torchvision'),
+                                   ('openvino', 'tf_float32'),
+                                   ('openvino', 'torchvision')):
       if (numerator, size) in rates and (denominator, size) in rates:
-        lines.append('batch %d: %s / %s = %.2fx' % (
+        lines.append('batch %d: %s / %s = %.2fx (fastest rounds: %.2fx)' % (
             size, numerator, denominator,
-            rates[(numerator, size)] / rates[(denominator, size)]))
+            rates[(numerator, size)] / rates[(denominator, size)],
+            fastest[(denominator, size)] / fastest[(numerator, size)]))
   return '\n'.join(lines)
 
 

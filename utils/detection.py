@@ -285,6 +285,21 @@ def preprocess(image, ssd_net, model_name='ssd_300_vgg', resize='warp',
   return image, bbox_img
 
 
+def decode_and_preprocess(encoded_images, ssd_net, model_name='ssd_300_vgg',
+                          resize='warp'):
+  """Encoded JPEG/PNG images (a scalar or [N] strings) to the batch of
+  network inputs: (float32 [N, h, w, 3], bbox_imgs float32 [N, 4])."""
+  def one_image(encoded):
+    return preprocess(dataset_utils.decode_image(encoded), ssd_net,
+                      model_name, resize)
+
+  return tf.map_fn(
+      one_image, tf.reshape(encoded_images, [-1]),
+      fn_output_signature=(
+          tf.TensorSpec(tuple(ssd_net.params.img_shape) + (3,), tf.float32),
+          tf.TensorSpec([4], tf.float32)))
+
+
 def detect(ssd_net, images, bbox_imgs, settings=DetectionSettings(),
            data_format='NHWC'):
   """The network and its post-processing on a batch of preprocessed images.
@@ -306,6 +321,25 @@ def detect(ssd_net, images, bbox_imgs, settings=DetectionSettings(),
   """
   predictions, localisations = network_outputs(
       ssd_net, images, settings.precision, data_format)
+  return post_process(ssd_net, predictions, localisations, bbox_imgs,
+                      settings)
+
+
+def post_process(ssd_net, predictions, localisations, bbox_imgs,
+                 settings=DetectionSettings()):
+  """`detect` after the network: decoding, selection, NMS, and the boxes
+  mapped into the original images.
+
+  Args:
+    ssd_net: the SSD network object.
+    predictions: per feature layer, float32 [B, H, W, A, num_classes].
+    localisations: per feature layer, float32 [B, H, W, A, 4].
+    bbox_imgs: [B, 4], each original image in the network input.
+    settings: DetectionSettings.
+
+  Returns:
+    The dict of `detect`.
+  """
   decoded = ssd_net.bboxes_decode(localisations, ssd_net.anchors())
   classes, scores, bboxes = ssd_net.detected_bboxes(
       predictions, decoded, select_threshold=settings.select_threshold,
