@@ -21,7 +21,7 @@ from utils import tf_compat  # noqa: F401  (before tf_slim: restores the names i
 import tf_slim as slim
 
 from datasets import pascalvoc_to_tfrecords
-from nets import ssd_vgg_300
+from nets import nets_factory
 
 v1 = tf.compat.v1
 
@@ -68,8 +68,7 @@ def write_checkpoint(directory, detections, random_weights=False,
   Returns:
     The checkpoint prefix.
   """
-  ssd_net = ssd_vgg_300.SSDNet(
-      ssd_vgg_300.SSDNet.default_params._replace(num_classes=NUM_CLASSES))
+  ssd_net = nets_factory.build_ssd_net('ssd_300_vgg', num_classes=NUM_CLASSES)
   with tf.Graph().as_default():
     global_step = v1.train.get_or_create_global_step()
     with slim.arg_scope(ssd_net.arg_scope()):

@@ -23,7 +23,6 @@ from datasets import dataset_utils
 from datasets import voc_common
 import demo_ssd
 from nets import nets_factory
-from nets import ssd_vgg_300
 import detection_fixtures as helpers
 from utils import checkpoints
 from utils import detection
@@ -133,8 +132,7 @@ def test_labels_that_do_not_fit_the_checkpoint(checkpoint_dir, images,
 
 
 def _build_network(num_classes):
-  ssd_net = ssd_vgg_300.SSDNet(
-      ssd_vgg_300.SSDNet.default_params._replace(num_classes=num_classes))
+  ssd_net = nets_factory.build_ssd_net('ssd_300_vgg', num_classes=num_classes)
   with slim.arg_scope(ssd_net.arg_scope()):
     ssd_net.net(tf.compat.v1.placeholder(tf.float32, [1, 300, 300, 3]),
                 is_training=False)
@@ -253,10 +251,11 @@ def test_each_model_is_decoded_with_its_own_anchors(checkpoint_dir, images,
   # block11's anchors 150 px instead of 261 px: the cat's square box is
   # 150 / 300 = 0.5 of the image, the dog's 1/2 box 150 * sqrt(2) / 300 =
   # 0.70711 high and 150 / sqrt(2) / 300 = 0.35355 wide, centred.
-  params = ssd_vgg_300.SSDNet.default_params
-  params = params._replace(num_classes=helpers.NUM_CLASSES,
-                           anchor_sizes=params.anchor_sizes[:5] +
-                           ((150., 315.),))
+  default_sizes = nets_factory.get_network(
+      'ssd_300_vgg').default_params.anchor_sizes
+  params = nets_factory.build_ssd_net(
+      'ssd_300_vgg', num_classes=helpers.NUM_CLASSES,
+      anchor_sizes=default_sizes[:5] + ((150., 315.),)).params
   nets_factory.write_ssd_params(os.path.dirname(prefix), 'ssd_300_vgg',
                                 params)
   wide, _ = demo_ssd.detect(prefix, images)
