@@ -17,7 +17,8 @@ of skipped files); --strict stops at the first one instead.  A truncated
 JPEG (which OpenCV decodes with its lower part grey, saying only "Premature
 end of JPEG file") is flagged by name, and is an error with --strict.  On a
 terminal a progress bar shows the images done, their rate and the time left
-(--noprogress turns it off).
+(--noprogress turns it off).  --precision mixed_bfloat16 (or auto) runs
+the network in bfloat16, as evaluation and export can.
 """
 import collections
 import os

@@ -19,6 +19,10 @@ post-processing (--select_threshold, NMS) are all inside the graph: the
 detector of `utils.detection`, so its detections are those of the demo and
 of evaluation.  With --labels, the labels file is checked against the
 checkpoint and copied to `assets.extra/labels.txt` in the export.
+--precision mixed_bfloat16 exports a network that computes in bfloat16 (the
+casts are in the graph, weights stay float32; about 2x float32 on CPUs with
+AVX512_BF16, see bench/inference.py); decoding and NMS stay float32.  For a
+faster CPU path still, see utils/openvino_detector.py.
 
 In TensorFlow 2:
   model = tf.saved_model.load(export_dir)
