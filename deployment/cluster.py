@@ -513,7 +513,7 @@ def _done_queue(ps_task):
 
 
 def run_parameter_server(cluster, exit_when_done=True, config=None,
-                         timeouts=None):
+                         timeouts=Timeouts()):
   """Runs a ps task: checks the cluster, then serves the variables.
 
   Args:
@@ -523,17 +523,14 @@ def run_parameter_server(cluster, exit_when_done=True, config=None,
       has reported for `timeouts.ps_idle_secs`; otherwise serve until
       SIGINT or SIGTERM.
     config: ConfigProto of the server.
-    timeouts: a Timeouts; None (callers whose chief does not publish its
-      cluster, i.e. does not use `start_worker`): no cluster check.
+    timeouts: a Timeouts.
 
   Raises:
     ClusterError: for a cluster mismatch or a chief that does not come.
   """
   server = start_server(cluster, config)
   with _StopSignals() as stop:
-    if timeouts is not None:
-      check_cluster(server.target, cluster, timeouts.wait_secs, stop)
-    timeouts = timeouts or Timeouts()
+    check_cluster(server.target, cluster, timeouts.wait_secs, stop)
     if exit_when_done:
       _serve_until_done(server, cluster, timeouts.ps_idle_secs, stop)
     else:

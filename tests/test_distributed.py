@@ -577,7 +577,7 @@ def test_tasks_waiting_for_their_chief_stop_on_sigint_and_sigterm(
 def test_tf_config_alone_runs_sync_replicas_and_all_tasks_exit(make_cluster):
   """1 ps + 2 workers from TF_CONFIG alone (no cluster flags); two
   gradients a round; the ps exits once both workers are done."""
-  max_steps = 3
+  max_steps = 2
   local_cluster = make_cluster(use_tf_config=True, flags=[
       '--sync_replicas', '--max_number_of_steps=%d' % max_steps,
       '--moving_average_decay=0.99'])
