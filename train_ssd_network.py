@@ -20,15 +20,30 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
+
+from utils import platform_info
+# Before TensorFlow is imported: it reads TF_ENABLE_ONEDNN_OPTS when it loads.
+ONEDNN = platform_info.configure_onednn()
+# pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf
 
 from deployment import cluster as cluster_lib
 from utils import paths
-from utils import platform_info
 from utils import train_tools
 from utils import training
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
+
+# The first run (the README's command): on the built-in sample data with no
+# --max_number_of_steps, a short run that still learns visibly and ends
+# within 10 minutes on a 2-core CPU of any kind, TensorFlow's start, the
+# sample data's generation and the graph included.  Measured, 2 cores, batch
+# 8: Zen 4 (AVX512_BF16) bf16 ~4.5 s/step: 20 steps; AVX2-only EPYC float32
+# 31.5-32.4 s/step (issue 13): the time budget ends it after ~13 steps.
+FIRST_RUN_STEPS = 20
+FIRST_RUN_WARMUP_STEPS = 5
+FIRST_RUN_MAX_MINUTES = 7.0
 
 
 def define_flags():
@@ -60,6 +75,22 @@ def define_flags():
   flags.DEFINE_integer('num_classes', None,
                        'Number of classes including background. Default: '
                        'from the dataset metadata.')
+  flags.DEFINE_float('dropout_keep_prob', 1.0,
+                     'Keep probability of a dropout after conv6 and conv7 '
+                     'in training; 1 (SSD-Caffe\'s and torchvision\'s): '
+                     'none.')
+  flags.DEFINE_boolean('batch_norm', False,
+                       'Batch normalisation after every convolution of the '
+                       'backbone and the extra layers (from-scratch '
+                       'training; SSD-Tensorflow and VGG16 checkpoints have '
+                       'none).')
+  flags.DEFINE_string('anchor_sizes', None,
+                      'Anchor sizes: a preset, ssd_tensorflow (21..315 px, '
+                      'the default; SSD-Tensorflow\'s checkpoint) or voc '
+                      '(30/60/111/162/213/264/315, the paper\'s VOC '
+                      'recipe), or 7 comma-separated sizes in pixels. '
+                      'Written with the others into '
+                      '<train_dir>/ssd_params.json.')
   flags.DEFINE_enum('data_format', 'NHWC', ['NHWC', 'NCHW'],
                     'Layout of the network activations: NHWC (CPU; default) '
                     'or NCHW (faster on GPUs).')
@@ -115,17 +146,26 @@ def define_flags():
   flags.DEFINE_float('stop_grace_secs', 60,
                      'After SIGINT/SIGTERM, a cluster task blocked in '
                      'TensorFlow exits after this long.')
-  flags.DEFINE_enum('precision', 'float32', list(platform_info.PRECISIONS),
-                    'Compute precision: float32; mixed_bfloat16 (bf16 '
-                    'compute, float32 weights and loss; fast on CPUs with '
-                    'AMX/AVX512-BF16); mixed_float16 (GPUs, with dynamic '
-                    'loss scaling).')
+  flags.DEFINE_enum('precision', 'auto',
+                    list(platform_info.REQUESTED_PRECISIONS),
+                    'Compute precision: auto (mixed_bfloat16 on CPUs with '
+                    'AMX or AVX512_BF16 when no GPU is visible, else '
+                    'float32; the log says which and why); float32; '
+                    'mixed_bfloat16 (bf16 compute, float32 weights and '
+                    'loss); mixed_float16 (GPUs, with dynamic loss '
+                    'scaling).')
   flags.DEFINE_float('gpu_memory_fraction', None,
                      'Cap on the GPU memory fraction per process; default: '
                      'grow as needed.')
   # Loss.
   flags.DEFINE_float('match_threshold', 0.5,
-                     'IoU from which an anchor is a positive match.')
+                     'IoU from which an anchor is a positive match (besides '
+                     'each box\'s best anchor).')
+  flags.DEFINE_float('negative_threshold', None,
+                     'Anchors whose IoU is in [negative_threshold, '
+                     'match_threshold) are ignored by the loss; default: '
+                     'none ignored (SSD-Caffe\'s), every unmatched anchor '
+                     'is a negative candidate.')
   flags.DEFINE_float('negative_ratio', 3.0,
                      'Hard negatives kept per positive, per image.')
   flags.DEFINE_float('loss_alpha', 1.0, 'Weight of the localisation loss.')
@@ -140,11 +180,24 @@ def define_flags():
                      'Final learning rate of the polynomial decay.')
   flags.DEFINE_enum('learning_rate_decay_type', 'exponential',
                     list(train_tools.LEARNING_RATE_DECAY_TYPES),
-                    'How the learning rate decays.')
+                    'How the learning rate decays: exponential (staircase, '
+                    'x--learning_rate_decay_factor every '
+                    '--num_epochs_per_decay), fixed, polynomial (linear to '
+                    '--end_learning_rate), piecewise (the SSD paper\'s; '
+                    '--learning_rate_boundaries/values), cosine (after the '
+                    'warm-up, to --end_learning_rate at '
+                    '--max_number_of_steps).')
   flags.DEFINE_integer('warmup_steps', 100,
                        'Steps over which the learning rate ramps up '
                        'linearly from learning_rate/warmup_steps; keeps the '
                        'first steps from scratch from diverging. 0: none.')
+  flags.DEFINE_list('learning_rate_boundaries', [],
+                    'piecewise: global steps at which the rate changes, '
+                    'e.g. 80000,100000 (the SSD paper\'s).')
+  flags.DEFINE_list('learning_rate_values', [],
+                    'piecewise: the rates, one more than the boundaries, '
+                    'e.g. 0.001,0.0001,0.00001; default: --learning_rate, '
+                    'then x0.1 at each boundary.')
   flags.DEFINE_float('learning_rate_decay_factor', 0.94,
                      'Exponential decay factor per decay period.')
   flags.DEFINE_float('num_epochs_per_decay', 2.0,
@@ -196,12 +249,28 @@ def define_flags():
   flags.DEFINE_integer('log_every_n_steps', 10,
                        'Steps between two progress lines.')
   flags.DEFINE_integer('save_summaries_secs', 60,
-                       'Seconds between two TensorBoard summaries.')
+                       'Seconds between two TensorBoard summaries (also '
+                       'written after the first and the last step).')
+  flags.DEFINE_boolean('summarize_histograms', False,
+                       'Also summarise histograms of the activations and '
+                       'weights, and the activations\' sparsity (slow, and '
+                       'they bury the losses in TensorBoard).')
   flags.DEFINE_integer('save_interval_secs', 600,
                        'Seconds between two checkpoints.')
   flags.DEFINE_integer('max_number_of_steps', None,
                        'Global step at which training stops; default: train '
-                       'until interrupted (Ctrl-C saves a checkpoint).')
+                       'until interrupted (Ctrl-C, or a file named STOP in '
+                       '--train_dir, saves a checkpoint and stops; the next '
+                       'run there removes that file). On the built-in '
+                       'sample data (no --dataset_dir), the first run\'s '
+                       'default: %d steps (warm-up %d) within %g minutes.' %
+                       (FIRST_RUN_STEPS, FIRST_RUN_WARMUP_STEPS,
+                        FIRST_RUN_MAX_MINUTES))
+  flags.DEFINE_float('max_training_minutes', None,
+                     'Time budget: after this many minutes of training '
+                     'steps, save a checkpoint and stop. Default: none '
+                     '(%g on the first run, see --max_number_of_steps).' %
+                     FIRST_RUN_MAX_MINUTES)
   flags.DEFINE_integer('max_to_keep', 5, 'Checkpoints kept.')
   flags.DEFINE_float('keep_checkpoint_every_n_hours', 1.0,
                      'Also keep one checkpoint every this many hours.')
@@ -239,14 +308,74 @@ def _options(options_class, **resolved):
       for field in dataclasses.fields(options_class)})
 
 
-def config_from_flags():
+def first_run_settings():
+  """{setting: value} of the first run on the sample data, or {} (logged)."""
+  if FLAGS.dataset_dir or FLAGS['max_number_of_steps'].present:
+    return {}
+  settings = dict(max_number_of_steps=FIRST_RUN_STEPS)
+  if not FLAGS['warmup_steps'].present:
+    settings['warmup_steps'] = min(FLAGS.warmup_steps, FIRST_RUN_WARMUP_STEPS)
+  if not FLAGS['max_training_minutes'].present:
+    settings['max_training_minutes'] = FIRST_RUN_MAX_MINUTES
+  logging.info('First run on the built-in sample data: %s (pass '
+               '--max_number_of_steps to train longer).', ', '.join(
+                   '--%s=%s' % item for item in sorted(settings.items())))
+  return settings
+
+
+def print_next_steps(config):
+  """Prints the commands that evaluate and draw the model just trained."""
+  checkpoint = ''
+  if os.path.abspath(config.logging.train_dir) != paths.FINE_TUNING_DIR:
+    checkpoint = ' --checkpoint_path %s' % config.logging.train_dir
+  python = os.path.relpath(sys.executable) if sys.executable.startswith(
+      paths.PROJECT_ROOT) else sys.executable
+  if config.data.dataset_dir:
+    data = ' --dataset_dir %s --dataset_split_name <split>' % (
+        config.data.dataset_dir)
+    images = '<your images or folder>'
+    labels = os.path.join(config.data.dataset_dir, 'labels.txt')
+  else:
+    data = ''
+    sample = os.path.relpath(paths.SAMPLE_DIR)
+    images = ' '.join(os.path.join(sample, 'voc', 'JPEGImages',
+                                   'val_%05d.jpg' % i) for i in range(3))
+    labels = os.path.join(sample, 'labels.txt')
+  print('\nNext steps:\n'
+        '  evaluate (VOC mAP on the %s split):\n'
+        '    %s eval_ssd_network.py%s%s\n'
+        '  draw the detections on a few images into demo_out/:\n'
+        '    %s demo_ssd.py%s --labels %s --output_dir demo_out --images %s'
+        % ('sample val' if not data else 'chosen', python, checkpoint, data,
+           python, checkpoint, labels, images), flush=True)
+
+
+def resolve_precision():
+  """--precision, with auto resolved for this machine; logs the platform
+  (and where the clones go when there are fewer GPUs than clones)."""
+  num_gpus = len(tf.config.list_physical_devices('GPU'))
+  precision = platform_info.resolve_precision(FLAGS.precision, num_gpus > 0)
+  for line in platform_info.startup_report(ONEDNN, precision):
+    logging.info('%s', line)
+  warning = training.clone_placement_warning(FLAGS.num_clones,
+                                             FLAGS.clone_on_cpu, num_gpus)
+  if warning:
+    logging.warning('%s', warning)
+  return precision[0]
+
+
+def config_from_flags(precision=None):
   """The TrainingConfig of the command line.
+
+  Args:
+    precision: the resolved precision; default: --precision as given.
 
   Raises:
     ValueError: for inconsistent cluster flags.
   """
   settings = resolve_cluster_flags()
-  deployment = dict(cluster=settings.cluster)
+  deployment = dict(cluster=settings.cluster,
+                    precision=precision or FLAGS.precision)
   if settings.cluster is not None:
     deployment.update(task=settings.cluster.task,
                       worker_replicas=settings.worker_replicas,
@@ -256,7 +385,12 @@ def config_from_flags():
       data=_options(training.DataOptions),
       model=_options(training.ModelOptions),
       loss=_options(training.LossOptions),
-      optimisation=_options(training.OptimisationOptions),
+      optimisation=_options(
+          training.OptimisationOptions, **first_run_settings(),
+          learning_rate_boundaries=[
+              int(step) for step in FLAGS.learning_rate_boundaries],
+          learning_rate_values=[
+              float(rate) for rate in FLAGS.learning_rate_values]),
       deployment=_options(training.DeploymentOptions, **deployment),
       logging=_options(training.LoggingOptions),
       seed=FLAGS.seed)
@@ -265,7 +399,7 @@ def config_from_flags():
 def main(unused_argv):
   tf.compat.v1.disable_eager_execution()
   try:
-    config = config_from_flags()
+    config = config_from_flags(resolve_precision())
     cluster = config.deployment.cluster
     if cluster is not None and cluster.is_ps:
       cluster_lib.run_parameter_server(
@@ -275,6 +409,8 @@ def main(unused_argv):
     dataset = training.load_dataset(config.data)
     ssd_net = training.build_ssd_net(config.model, dataset.num_classes)
     training.run_training(config, ssd_net, dataset)
+    if config.deployment.is_chief:
+      print_next_steps(config)
   except (training.TrainingStopped, ValueError) as error:
     # Bad flags, data or checkpoints: the message says what to fix.
     logging.error('%s', error)

@@ -84,9 +84,7 @@ def _build(training, config, mode):
   dataset = training.load_dataset(config.data)
   ssd_net = training.build_ssd_net(config.model, dataset.num_classes)
   deploy_config = training.make_deploy_config(config.deployment)
-  input_fn = training.tfrecord_input_fn(
-      dataset, config.data, config.model.model_name, config.model.data_format,
-      config.seed)
+  input_fn = training.tfrecord_input_fn(config, dataset)
   if mode == 'model':
     arrays, batch_shape = training.read_batch(input_fn, ssd_net,
                                               deploy_config, config.seed)

@@ -19,6 +19,7 @@ import tf_slim as slim
 from nets import nets_factory
 from nets import ssd_vgg_300
 from utils import checkpoints
+from utils import paths
 from utils import train_tools
 from utils import training
 
@@ -71,16 +72,14 @@ def build_graph(config, input_fn=None):
   ssd_net = training.build_ssd_net(config.model, dataset.num_classes)
   deploy_config = training.make_deploy_config(config.deployment)
   if input_fn is None:
-    input_fn = training.tfrecord_input_fn(
-        dataset, config.data, config.model.model_name,
-        config.model.data_format, config.seed)
+    input_fn = training.tfrecord_input_fn(config, dataset)
   v1.set_random_seed(config.seed)
   tensors = training.build_training_graph(config, ssd_net, deploy_config,
                                           input_fn, dataset.num_samples)
   return tensors, deploy_config
 
 
-def run_steps(config, num_steps, input_fn=None):
+def run_steps(config, num_steps, input_fn=None, stop_file=None):
   """Builds the graph and runs up to `num_steps` steps in-process.
 
   The training loop itself (tf_slim's Supervisor, whose threads need
@@ -94,7 +93,7 @@ def run_steps(config, num_steps, input_fn=None):
     tensors, deploy_config = build_graph(config, input_fn)
     init_fn = training.make_init_fn(config.logging.train_dir, config.model)
     runner = training.StepRunner(tensors, config.data.batch_size, num_steps,
-                                 1)
+                                 1, stop_file=stop_file)
     session_config = train_tools.session_config(
         deploy_config, precision=config.deployment.precision)
     with v1.Session(config=session_config) as sess:
@@ -133,6 +132,15 @@ def summary_tags(train_dir):
   return tags
 
 
+def event_values(train_dir, tag):
+  values = []
+  for event_file in glob.glob(os.path.join(str(train_dir), 'events.*')):
+    for event in v1.train.summary_iterator(event_file):
+      values += [value.simple_value for value in event.summary.value
+                 if value.tag == tag]
+  return values
+
+
 def static_summary_tags(summary_op):
   """The tags of a merged summary op, read from the graph (nothing runs)."""
   tags = set()
@@ -145,15 +153,33 @@ def static_summary_tags(summary_op):
 def test_one_clone_trains_writes_summaries_and_resumes(tmp_path,
                                                        sample_dataset_dir):
   code, log = run_script(tmp_path, sample_dataset_dir,
-                         '--max_number_of_steps', '2')
+                         '--max_number_of_steps', '2', '--anchor_sizes', 'voc')
   assert code == 0, log
   assert checkpoint_step(tmp_path) == 2
+  # The SSD parameters travel with the checkpoints.
+  model_name, params = nets_factory.read_ssd_params(str(tmp_path))
+  assert model_name == 'ssd_300_vgg' and params.num_classes == 4
+  assert params.anchor_sizes[0] == (30.0, 60.0)
+  assert params.dropout_keep_prob == 1.0 and not params.batch_norm
   assert 'images/s' in log and 'ETA' in log
+  # The platform, first: CPU and its deciding flags, oneDNN, precision, why.
+  assert 'CPU: ' in log and 'flags: ' in log
+  assert 'oneDNN: on (TF_ENABLE_ONEDNN_OPTS' in log
+  assert 'Precision: ' in log and '(auto: ' in log
   tags = summary_tags(tmp_path)
   assert {'losses/total_loss', 'learning_rate',
           'losses/ssd_losses/localization',
           'losses/ssd_losses/cross_entropy_pos'} <= tags, tags
   assert any(tag.startswith('images_with_boxes') for tag in tags), tags
+  # Throughput measured by the step runner (once per summary, here 1 s).
+  assert 'global_step/sec' in tags and 'throughput/images_per_sec' in tags
+  assert event_values(tmp_path, 'global_step/sec') and all(
+      value > 0 for value in event_values(tmp_path, 'global_step/sec'))
+  # The run described once: text and hyper-parameters; no histograms.
+  assert 'training_config' in tags, tags
+  assert '_hparams_/session_start_info' in tags, tags
+  assert not any(tag.startswith(('activations/', 'variables/', 'sparsity/'))
+                 for tag in tags), tags
   with open(os.path.join(str(tmp_path), 'training_config.txt')) as config:
     text = config.read()
   assert '--batch_size=1' in text and 'sample_train_000.tfrecord' in text
@@ -164,6 +190,55 @@ def test_one_clone_trains_writes_summaries_and_resumes(tmp_path,
   assert code == 0, log
   assert 'Resuming from' in log and 'model.ckpt-2' in log
   assert checkpoint_step(tmp_path) == 3
+
+
+def test_model_and_loss_options_reach_the_network(tmp_path,
+                                                  sample_dataset_dir):
+  config = small_config(tmp_path, sample_dataset_dir,
+                        model=dict(dropout_keep_prob=0.5, batch_norm=True,
+                                   anchor_sizes='voc'))
+  ssd_net = training.build_ssd_net(config.model, 4)
+  assert ssd_net.params.dropout_keep_prob == 0.5
+  assert ssd_net.params.batch_norm
+  assert ssd_net.params.anchor_sizes[0] == (30.0, 60.0)
+  with pytest.raises(ValueError):
+    training.build_ssd_net(training.ModelOptions(anchor_sizes='coco?'), 4)
+
+
+def _first_moving_mean(config, input_fn):
+  """conv1_1's batch-norm moving mean after one step of `config`."""
+  _, values, _ = run_steps(config, 1, input_fn)
+  return values['ssd_300_vgg/conv1/conv1_1/BatchNorm/moving_mean']
+
+
+def test_batch_norm_moving_statistics_take_every_clone(tmp_path,
+                                                       sample_dataset_dir):
+  """Both clones' batch statistics enter the moving averages.
+
+  Each clone gets the same fixed batch, of batch mean m per channel; from
+  0, one update with slim's decay d = 0.999 gives (1 - d) m; a second one
+  gives (1 - d) m + (1 - d)(m - (1 - d) m) = (1 - d)(1 + d) m (or 2 (1 - d) m
+  when both read the variable before either writes): with 2 clones the
+  moving mean is 1.999x-2x that of 1 clone; 1x if only clone 0 updated it.
+  """
+  options = dict(model=dict(batch_norm=True),
+                 data=dict(dataset_dir=sample_dataset_dir, batch_size=1,
+                           augmentation='none'))
+  one_clone = small_config(tmp_path / 'one', sample_dataset_dir, **options)
+  dataset = training.load_dataset(one_clone.data)
+  ssd_net = training.build_ssd_net(one_clone.model, dataset.num_classes)
+  batch, batch_shape = training.read_batch(
+      training.tfrecord_input_fn(one_clone, dataset), ssd_net,
+      training.make_deploy_config(one_clone.deployment))
+  input_fn = training.fixed_batch_input_fn(batch, batch_shape)
+  single = _first_moving_mean(one_clone, input_fn)
+  double = _first_moving_mean(small_config(
+      tmp_path / 'two', sample_dataset_dir,
+      deployment=dict(num_clones=2, clone_on_cpu=True), **options), input_fn)
+  assert np.count_nonzero(single) > 0.9 * single.size
+  moved = np.abs(single) > 1e-6
+  np.testing.assert_array_less(1.99, double[moved] / single[moved])
+  np.testing.assert_array_less(double[moved] / single[moved], 2.001)
 
 
 def test_two_clones_summarise_the_first_clone_only(tmp_path,
@@ -177,9 +252,49 @@ def test_two_clones_summarise_the_first_clone_only(tmp_path,
                     v1.get_default_graph().get_operations()
                     if op.name.startswith('clone_')}
   assert clone_scopes == {'clone_0', 'clone_1'}
-  assert {'clone_0/losses/clone_loss', 'clone_0/losses/regularization_loss',
-          'losses/total_loss', 'learning_rate'} <= tags, tags
-  assert not any(tag.startswith('clone_1/') for tag in tags), tags
+  assert {'losses/total_loss', 'losses/regularization_loss',
+          'losses/ssd_losses/localization', 'learning_rate'} <= tags, tags
+  # No per-clone scalars (TensorBoard would open on them); clone 0's images.
+  assert {tag for tag in tags if tag.startswith('clone_')} == {
+      'clone_0/images_with_boxes'}, tags
+  assert not any(tag.startswith(('activations/', 'variables/', 'sparsity/'))
+                 for tag in tags), tags
+
+
+def test_histograms_only_on_request(tmp_path, sample_dataset_dir):
+  config = small_config(tmp_path, sample_dataset_dir,
+                        logging=dict(summarize_histograms=True))
+  with tf.Graph().as_default():
+    tensors, _ = build_graph(config)
+    tags = static_summary_tags(tensors.summary_op)
+  assert 'activations/block4' in tags and 'sparsity/block4' in tags
+  assert 'variables/ssd_300_vgg/conv1/conv1_1/weights' in tags
+
+
+def test_a_stop_file_stops_after_the_step_and_the_next_run_removes_it(
+    tmp_path, sample_dataset_dir):
+  stop_file = tmp_path / paths.STOP_FILE_NAME
+  stop_file.write_text('')
+  config = small_config(tmp_path, sample_dataset_dir,
+                        optimisation=dict(max_number_of_steps=5))
+  runner, values, losses = run_steps(config, 5, stop_file=str(stop_file))
+  assert len(losses) == 1 and values['global_step'] == 1
+  assert not runner.failure and stop_file.exists()
+  training.remove_stop_file(str(stop_file))
+  assert not stop_file.exists()
+  training.remove_stop_file(str(stop_file))  # None: nothing to do.
+
+
+def test_clones_without_gpus_are_said_to_run_on_the_cpu():
+  warning = training.clone_placement_warning(3, False, 0)
+  assert warning.startswith('3 clones but no GPU is visible: clones 0 to 2 '
+                            'run on the CPU')
+  assert '--clone_on_cpu' in warning
+  assert training.clone_placement_warning(3, False, 2).startswith(
+      '3 clones but only 2 GPU(s) are visible: clone 2 runs on the CPU')
+  assert training.clone_placement_warning(3, True, 0) is None
+  assert training.clone_placement_warning(2, False, 2) is None
+  assert training.clone_placement_warning(1, False, 0) is None
 
 
 def _save_checkpoint(path, variables):

@@ -71,8 +71,56 @@ class TestLearningRate:
     np.testing.assert_allclose(rates, [0.025, 0.05, 0.1, 0.1, 0.05],
                                rtol=1e-6)
 
+  def test_piecewise_changes_at_each_boundary(self):
+    rates = _learning_rates([0, 9, 10, 19, 20, 100], decay_type='piecewise',
+                            boundaries=[10, 20], values=[1.0, 0.1, 0.01])
+    np.testing.assert_allclose(rates, [1.0, 1.0, 0.1, 0.1, 0.01, 0.01])
+
+  def test_piecewise_without_values_divides_by_ten(self):
+    rates = _learning_rates([9, 10, 19, 20], decay_type='piecewise',
+                            boundaries=[10, 20])
+    np.testing.assert_allclose(rates, [0.1, 0.01, 0.01, 0.001], rtol=1e-6)
+
+  def test_piecewise_with_warmup(self):
+    # Step s < 5 at (s + 1) / 5 of the schedule's 1.0.
+    rates = _learning_rates([0, 3, 4, 10], decay_type='piecewise',
+                            boundaries=[10], values=[1.0, 0.5],
+                            warmup_steps=5)
+    np.testing.assert_allclose(rates, [0.2, 0.8, 1.0, 0.5], rtol=1e-6)
+
+  @pytest.mark.parametrize('boundaries, values, message', [
+      ([], [], 'needs --learning_rate_boundaries'),
+      ([20, 10], [], 'must increase'),
+      ([10], [1.0], 'one value more')])
+  def test_piecewise_errors(self, boundaries, values, message):
+    with pytest.raises(ValueError, match=message):
+      _learning_rates([0], decay_type='piecewise', boundaries=boundaries,
+                      values=values)
+
+  def test_cosine(self):
+    # 0.1 * (1 + cos(pi * s / 100)) / 2: cos(pi / 4) = 0.70710678.
+    rates = _learning_rates([0, 25, 50, 100, 150], decay_type='cosine',
+                            end_learning_rate=0.0, total_steps=100)
+    np.testing.assert_allclose(rates, [0.1, 0.0853553, 0.05, 0.0, 0.0],
+                               rtol=1e-5, atol=1e-9)
+
+  def test_cosine_with_warmup(self):
+    # Ramp 0.1 * (s + 1) / 10 to step 9, then from 0.1 at step 10 half a
+    # cosine over 100 steps to 0.001: halfway (step 60) 0.001 + 0.099 / 2.
+    rates = _learning_rates([0, 4, 9, 10, 60, 110, 200], decay_type='cosine',
+                            warmup_steps=10, total_steps=110)
+    np.testing.assert_allclose(
+        rates, [0.01, 0.05, 0.1, 0.1, 0.0505, 0.001, 0.001], rtol=1e-5)
+
+  def test_cosine_needs_a_last_step(self):
+    with pytest.raises(ValueError, match='--max_number_of_steps'):
+      _learning_rates([0], decay_type='cosine', warmup_steps=10,
+                      total_steps=10)
+
   def test_unknown_type_lists_valid_ones(self):
-    with pytest.raises(ValueError, match='exponential, fixed, polynomial'):
+    with pytest.raises(ValueError,
+                       match='cosine, exponential, fixed, piecewise, '
+                       'polynomial'):
       _learning_rates([0], decay_type='linear')
 
 

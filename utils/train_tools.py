@@ -15,7 +15,11 @@ from utils import platform_info
 
 _v1 = tf.compat.v1
 
-LEARNING_RATE_DECAY_TYPES = ('exponential', 'fixed', 'polynomial')
+LEARNING_RATE_DECAY_TYPES = ('cosine', 'exponential', 'fixed', 'piecewise',
+                             'polynomial')
+# Piecewise without explicit values: the rate is multiplied by this at each
+# boundary (the SSD paper's: 1e-3, then x0.1 at 80k and at 100k steps).
+PIECEWISE_DEFAULT_FACTOR = 0.1
 OPTIMIZERS = ('adadelta', 'adagrad', 'adam', 'ftrl', 'momentum', 'rmsprop',
               'sgd')
 # The hyper-parameters configure_optimizer takes, with their defaults (those
@@ -85,14 +89,24 @@ def decay_steps(num_samples_per_epoch, images_per_step, num_epochs_per_decay):
 
 def configure_learning_rate(global_step, learning_rate, decay_type,
                             steps_per_decay=1, decay_factor=0.94,
-                            end_learning_rate=0.0001, warmup_steps=0):
+                            end_learning_rate=0.0001, warmup_steps=0,
+                            boundaries=(), values=(), total_steps=None):
   """The learning-rate tensor of a schedule.
 
-  Types: 'exponential' (staircase, multiplied by decay_factor every
-  steps_per_decay), 'fixed', and 'polynomial' (linear decay to
-  end_learning_rate over steps_per_decay, then constant).  With warmup_steps
-  > 0 the rate first ramps up linearly from learning_rate / warmup_steps
-  to the schedule's value at step warmup_steps.
+  Types:
+    'exponential': staircase, multiplied by decay_factor every
+      steps_per_decay steps;
+    'fixed': learning_rate throughout;
+    'polynomial': linear decay to end_learning_rate over steps_per_decay
+      steps, then constant;
+    'piecewise': values[i] from boundaries[i - 1] (inclusive) to
+      boundaries[i]; without values, learning_rate multiplied by
+      PIECEWISE_DEFAULT_FACTOR at each boundary;
+    'cosine': after the warm-up, half a cosine from learning_rate down to
+      end_learning_rate at total_steps, then constant.
+  With warmup_steps > 0 the rate first ramps up linearly from
+  learning_rate / warmup_steps: step s < warmup_steps trains at
+  (s + 1) / warmup_steps times the schedule's value.
 
   Args:
     global_step: the global step tensor.
@@ -100,15 +114,19 @@ def configure_learning_rate(global_step, learning_rate, decay_type,
     decay_type: one of LEARNING_RATE_DECAY_TYPES.
     steps_per_decay: steps per decay period (see decay_steps).
     decay_factor: exponential decay factor per period.
-    end_learning_rate: final rate of the polynomial decay.
+    end_learning_rate: final rate of the polynomial and cosine decays.
     warmup_steps: steps of the linear warm-up; 0 for none.
+    boundaries: increasing global steps where the piecewise rate changes.
+    values: the piecewise rates, one more than boundaries (or none).
+    total_steps: the run's last step (cosine).
 
   Raises:
-    ValueError: for an unknown decay type.
+    ValueError: for an unknown decay type or inconsistent arguments.
   """
-  rate = _decayed_learning_rate(global_step, float(learning_rate),
-                                decay_type, steps_per_decay, decay_factor,
-                                end_learning_rate)
+  rate = _decayed_learning_rate(
+      global_step, float(learning_rate), decay_type, steps_per_decay,
+      decay_factor, end_learning_rate, warmup_steps, boundaries, values,
+      total_steps)
   if not warmup_steps:
     return rate
   # A deep network without batch norm, trained from scratch, diverges when
@@ -119,7 +137,8 @@ def configure_learning_rate(global_step, learning_rate, decay_type,
 
 
 def _decayed_learning_rate(global_step, learning_rate, decay_type, steps,
-                           decay_factor, end_learning_rate):
+                           decay_factor, end_learning_rate, warmup_steps,
+                           boundaries, values, total_steps):
   if decay_type == 'exponential':
     return _v1.train.exponential_decay(
         learning_rate, global_step, steps, decay_factor, staircase=True,
@@ -130,8 +149,53 @@ def _decayed_learning_rate(global_step, learning_rate, decay_type, steps,
     return _v1.train.polynomial_decay(
         learning_rate, global_step, steps, end_learning_rate,
         power=1.0, cycle=False, name='polynomial_decay_learning_rate')
+  if decay_type == 'piecewise':
+    return _piecewise_learning_rate(global_step, learning_rate, boundaries,
+                                    values)
+  if decay_type == 'cosine':
+    return _cosine_learning_rate(global_step, learning_rate,
+                                 end_learning_rate, warmup_steps,
+                                 total_steps)
   raise ValueError('Unknown learning_rate_decay_type %r; valid: %s.' %
                    (decay_type, ', '.join(LEARNING_RATE_DECAY_TYPES)))
+
+
+def _piecewise_learning_rate(global_step, learning_rate, boundaries, values):
+  boundaries = [int(boundary) for boundary in boundaries]
+  if not boundaries:
+    raise ValueError('learning_rate_decay_type piecewise needs '
+                     '--learning_rate_boundaries (e.g. 80000,100000).')
+  if sorted(set(boundaries)) != boundaries:
+    raise ValueError('--learning_rate_boundaries must increase: %s.' %
+                     boundaries)
+  if values:
+    values = [float(value) for value in values]
+  else:
+    values = [learning_rate * PIECEWISE_DEFAULT_FACTOR**i
+              for i in range(len(boundaries) + 1)]
+  if len(values) != len(boundaries) + 1:
+    raise ValueError('--learning_rate_values needs one value more than '
+                     '--learning_rate_boundaries (%d), got %d.' %
+                     (len(boundaries), len(values)))
+  # Boundaries are inclusive on the left: the rate changes at the boundary.
+  return _v1.train.piecewise_constant(
+      global_step, [boundary - 1 for boundary in boundaries], values,
+      name='piecewise_learning_rate')
+
+
+def _cosine_learning_rate(global_step, learning_rate, end_learning_rate,
+                          warmup_steps, total_steps):
+  if not total_steps or total_steps <= warmup_steps:
+    raise ValueError('learning_rate_decay_type cosine needs '
+                     '--max_number_of_steps greater than --warmup_steps.')
+  decay_length = float(total_steps - warmup_steps)
+  progress = tf.clip_by_value(
+      tf.cast(global_step - warmup_steps, tf.float32) / decay_length,
+      0.0, 1.0)
+  cosine = 0.5 * (1.0 + tf.cos(math.pi * progress))
+  return tf.add(end_learning_rate,
+                (learning_rate - end_learning_rate) * cosine,
+                name='cosine_learning_rate')
 
 
 def configure_optimizer(name, learning_rate, **hyperparameters):
@@ -235,7 +299,7 @@ def get_variables_to_train(trainable_scopes=None):
 
 
 def deploy_loss_summary(deploy_config, clone_fn, clone_args=None,
-                        summarize_variables=True):
+                        summarize_variables=True, summarize_activations=True):
   """Builds the clones, then the first clone's summaries.
 
   (Named as in the TF-slim course: besides the loss summaries, it creates
@@ -245,21 +309,28 @@ def deploy_loss_summary(deploy_config, clone_fn, clone_args=None,
   `clone_fn(*clone_args)`, which returns the clone's end points (a dict of
   tensors) and adds its losses to the losses collection.  Only the first
   clone is summarised (the others compute the same thing on other data):
-  histograms and sparsity of its end points, one scalar per loss, and,
-  optionally, a histogram per model variable.  All summaries are built on the
+  one scalar per loss, optionally histograms and sparsity of its end points
+  (summarize_activations) and a histogram per model variable
+  (summarize_variables).  All summaries are built on the
   inputs device, the CPU.
 
   Returns:
     (clones, first_clone_scope, update_ops, summaries): summaries is the set
-    of summary ops (those already in the graph included), update_ops the
-    first clone's update ops (e.g. batch-norm moving averages).
+    of summary ops (those already in the graph included), update_ops every
+    clone's update ops (e.g. batch-norm moving averages: each clone's batch
+    statistics enter them, as if the clones' batches came one after
+    another; TF-slim's model_deploy keeps the first clone's only, which
+    would leave the other clones' data out of the moving statistics).
   """
   summaries = set(_v1.get_collection(_v1.GraphKeys.SUMMARIES))
   clones = model_deploy.create_clones(deploy_config, clone_fn, clone_args)
   first_clone_scope = clones[0].scope
-  update_ops = _v1.get_collection(_v1.GraphKeys.UPDATE_OPS, first_clone_scope)
+  update_ops = []
+  for clone in clones:
+    update_ops.extend(_v1.get_collection(_v1.GraphKeys.UPDATE_OPS,
+                                         clone.scope))
   with _v1.device(deploy_config.inputs_device()):
-    end_points = clones[0].outputs or {}
+    end_points = (clones[0].outputs or {}) if summarize_activations else {}
     for name in sorted(end_points):
       tensor = end_points[name]
       summaries.add(_v1.summary.histogram('activations/' + name,

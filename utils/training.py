@@ -68,6 +68,13 @@ class ModelOptions:
   model_name: str = 'ssd_300_vgg'
   num_classes: typing.Optional[int] = None
   data_format: str = 'NHWC'
+  # Keep probability of the dropout after conv6/conv7; 1: none (Caffe's).
+  dropout_keep_prob: float = 1.0
+  # Batch normalisation after every backbone and extra-block convolution.
+  batch_norm: bool = False
+  # Anchor sizes: a preset of nets.ssd_vgg_300.ANCHOR_SIZES or
+  # comma-separated pixels; None: the network's default.
+  anchor_sizes: typing.Optional[str] = None
   checkpoint_path: typing.Optional[str] = None
   checkpoint_model_scope: typing.Optional[str] = None
   checkpoint_exclude_scopes: typing.Optional[str] = None
@@ -77,7 +84,11 @@ class ModelOptions:
 @dataclasses.dataclass
 class LossOptions:
   """The SSD loss: matching, hard negatives, weights."""
+  # IoU from which an anchor is a positive match (the encoding's).
   match_threshold: float = 0.5
+  # Anchors with IoU in [negative_threshold, match_threshold) are ignored
+  # (neither positive nor negative); None: no such band (Caffe's).
+  negative_threshold: typing.Optional[float] = None
   negative_ratio: float = 3.0
   loss_alpha: float = 1.0
   label_smoothing: float = 0.0
@@ -94,9 +105,14 @@ class OptimisationOptions:
   learning_rate_decay_factor: float = 0.94
   num_epochs_per_decay: float = 2.0
   warmup_steps: int = 100
+  # Piecewise schedule: global steps where the rate changes, and the rates.
+  learning_rate_boundaries: typing.Sequence[int] = ()
+  learning_rate_values: typing.Sequence[float] = ()
   moving_average_decay: typing.Optional[float] = None
   trainable_scopes: typing.Optional[str] = None
   max_number_of_steps: typing.Optional[int] = None
+  # Minutes of training steps after which the run saves and stops.
+  max_training_minutes: typing.Optional[float] = None
   # Hyper-parameters of the optimizers (train_tools.OPTIMIZER_HYPERPARAMETERS).
   adadelta_rho: float = 0.95
   adadelta_epsilon: float = 1e-6
@@ -165,6 +181,9 @@ class LoggingOptions:
   save_interval_secs: int = 600
   max_to_keep: int = 5
   keep_checkpoint_every_n_hours: float = 1.0
+  # Histograms of activations and weights and activation sparsity (costly,
+  # and they bury the losses in TensorBoard).
+  summarize_histograms: bool = False
 
 
 @dataclasses.dataclass
@@ -212,42 +231,48 @@ def load_dataset(data):
 
 
 def build_ssd_net(model, dataset_num_classes):
-  """The SSDNet of ModelOptions (class count: the dataset's by default)."""
-  ssd_class = nets_factory.get_network(model.model_name)
-  return ssd_class(ssd_class.default_params._replace(
-      num_classes=model.num_classes or dataset_num_classes))
+  """The SSDNet of ModelOptions (class count: the dataset's by default).
+
+  Raises:
+    ValueError: for an unknown network or bad parameters (anchor sizes).
+  """
+  return nets_factory.build_ssd_net(
+      model.model_name, num_classes=model.num_classes or dataset_num_classes,
+      dropout_keep_prob=model.dropout_keep_prob, batch_norm=model.batch_norm,
+      anchor_sizes=model.anchor_sizes)
 
 
 # ---------------------------------------------------------------------------
 # Input.
 
 
-def tfrecord_input_fn(dataset, data, model_name, data_format, seed=None):
+def tfrecord_input_fn(config, dataset):
   """The default input_fn: the TFRecord pipeline of `dataset`.
 
   Args:
+    config: the TrainingConfig (its data options, the model's name and data
+      format, the match threshold and the seed: with a seed, each example's
+      augmentation is seeded by its index).
     dataset: a datasets.dataset_factory dataset (its read()).
-    data: DataOptions (batch size, readers, threads, augmentation).
-    model_name: picks the preprocessing.
-    data_format: 'NHWC' or 'NCHW'.
-    seed: with a seed, each example's augmentation is seeded by its index.
 
   Returns:
     input_fn(ssd_net, deploy_config) -> (batch_queue, batch_shape).
   """
   def input_fn(ssd_net, deploy_config):
-    return build_input_queue(dataset, data, model_name, data_format, seed,
-                             ssd_net, deploy_config)
+    return build_input_queue(
+        dataset, config.data, config.model.model_name,
+        config.model.data_format, config.loss.match_threshold, config.seed,
+        ssd_net, deploy_config)
   return input_fn
 
 
-def build_input_queue(dataset, data, model_name, data_format, seed, ssd_net,
-                      deploy_config):
+def build_input_queue(dataset, data, model_name, data_format,
+                      match_threshold, seed, ssd_net, deploy_config):
   """The CPU input pipeline, ending in one prefetch queue for the clones.
 
   Returns:
     (batch_queue, batch_shape): a queue of flat lists of 1 + 3 x L tensors
-    (the image batch, then gclasses, glocalisations and gscores for each of
+    (the image batch, then gclasses, glocalisations and gious for each of
     the L feature layers) and the group sizes for reshape_list.
   """
   augment = data.augmentation == 'ssd'
@@ -271,21 +296,29 @@ def build_input_queue(dataset, data, model_name, data_format, seed, ssd_net,
 
   def preprocess_and_encode(index, example):
     image, labels, bboxes = preprocess(index, example)
-    gclasses, glocalisations, gscores = ssd_net.bboxes_encode(
-        labels, bboxes, anchors)
+    gclasses, glocalisations, gious = ssd_net.bboxes_encode(
+        labels, bboxes, anchors, match_threshold=match_threshold)
     return tuple(train_tools.reshape_list(
-        [image, gclasses, glocalisations, gscores]))
+        [image, gclasses, glocalisations, gious]))
 
   with _v1.device(deploy_config.inputs_device()):
     with tf.name_scope('input_pipeline'):
-      examples = dataset.read(num_readers=data.num_readers, shuffle=True,
-                              seed=seed)
+      # Large JPEGs (a short side of 4x the input's or more) decode at
+      # 1/2 to 1/8 size, keeping twice the input's side (bench/README.md).
+      examples = dataset.read(
+          num_readers=data.num_readers, shuffle=True, seed=seed,
+          decode_min_side=2 * max(ssd_net.params.img_shape))
       batches = (examples
                  .enumerate()
                  .map(preprocess_and_encode,
                       num_parallel_calls=data.num_preprocessing_threads)
                  .batch(data.batch_size, drop_remainder=True)
                  .prefetch(2))
+      # Without a seed the order is random anyway: let parallel calls
+      # deliver out of order rather than wait for the slowest.
+      options = tf.data.Options()
+      options.deterministic = seed is not None
+      batches = batches.with_options(options)
       batch = _v1.data.make_one_shot_iterator(batches).get_next()
       batch_queue = slim.prefetch_queue.prefetch_queue(
           list(batch), capacity=2 * deploy_config.num_clones)
@@ -377,14 +410,14 @@ def make_clone_fn(ssd_net, batch_queue, batch_shape, loss, weight_decay,
   anchors = ssd_net.anchors(ssd_net.params.img_shape)
 
   def clone_fn():
-    images, gclasses, glocalisations, gscores = train_tools.reshape_list(
+    images, gclasses, glocalisations, gious = train_tools.reshape_list(
         batch_queue.dequeue(), batch_shape)
     with slim.arg_scope(ssd_net.arg_scope(weight_decay=weight_decay,
                                           data_format=data_format)):
       _, localisations, logits, end_points = ssd_net.net(
           images, is_training=True)
-    ssd_net.losses(logits, localisations, gclasses, glocalisations, gscores,
-                   match_threshold=loss.match_threshold,
+    ssd_net.losses(logits, localisations, gclasses, glocalisations, gious,
+                   negative_threshold=loss.negative_threshold,
                    negative_ratio=loss.negative_ratio,
                    alpha=loss.loss_alpha,
                    label_smoothing=loss.label_smoothing)
@@ -430,7 +463,10 @@ def learning_rate_schedule(optimisation, num_samples, images_per_step,
           num_samples, images_per_step, optimisation.num_epochs_per_decay),
       decay_factor=optimisation.learning_rate_decay_factor,
       end_learning_rate=optimisation.end_learning_rate,
-      warmup_steps=optimisation.warmup_steps)
+      warmup_steps=optimisation.warmup_steps,
+      boundaries=optimisation.learning_rate_boundaries,
+      values=optimisation.learning_rate_values,
+      total_steps=optimisation.max_number_of_steps)
 
 
 def build_training_graph(config, ssd_net, deploy_config, input_fn,
@@ -454,11 +490,13 @@ def build_training_graph(config, ssd_net, deploy_config, input_fn,
     global_step = _v1.train.get_or_create_global_step()
 
   batch_queue, batch_shape = input_fn(ssd_net, deploy_config)
+  histograms = config.logging.summarize_histograms
   clones, first_clone_scope, update_ops, summaries = (
       train_tools.deploy_loss_summary(
           deploy_config, make_clone_fn(
               ssd_net, batch_queue, batch_shape, config.loss,
-              optimisation.weight_decay, config.model.data_format)))
+              optimisation.weight_decay, config.model.data_format),
+          summarize_variables=histograms, summarize_activations=histograms))
 
   with _v1.device(deploy_config.optimizer_device()):
     learning_rate = learning_rate_schedule(
@@ -497,10 +535,14 @@ def build_training_graph(config, ssd_net, deploy_config, input_fn,
       optimisation.trainable_scopes)
   total_loss, clones_gradients = model_deploy.optimize_clones(
       clones, optimizer, var_list=variables_to_train)
-  summaries.add(_v1.summary.scalar('losses/total_loss', total_loss))
-  # optimize_clones adds the first clone's clone/regularization loss summaries.
-  summaries |= set(_v1.get_collection(_v1.GraphKeys.SUMMARIES,
-                                      first_clone_scope))
+  # Not optimize_clones' per-clone loss summaries: with clones, TensorBoard
+  # would open on their 'clone_0' group; the totals say it all.
+  with _v1.device(deploy_config.inputs_device()):
+    summaries.add(_v1.summary.scalar('losses/total_loss', total_loss))
+    regularization_losses = _v1.losses.get_regularization_losses()
+    if regularization_losses:
+      summaries.add(_v1.summary.scalar('losses/regularization_loss',
+                                       tf.add_n(regularization_losses)))
   loss_terms = _loss_terms(first_clone_scope)
 
   finite_check = _finite_check(global_step, total_loss, loss_terms,
@@ -582,25 +624,41 @@ class StepRunner(object):
   """tf_slim train_step_fn: runs a step, logs progress, stops cleanly.
 
   Logs every log_every_n_steps: step, total loss and each loss term,
-  learning rate, images/second and, with a step limit, an ETA.  Ctrl-C
-  finishes the current step, then stops (the training loop then saves a
-  checkpoint).  A non-finite loss or gradient stops before the weights
-  change.
+  learning rate, images/second and, with a step limit, an ETA.  Ctrl-C, or
+  a stop file (`<train_dir>/STOP`, paths.STOP_FILE_NAME, which evaluation's
+  early stopping writes), finishes the current step, then stops (the
+  training loop then saves a checkpoint).  A non-finite loss or gradient
+  stops before the weights change.
   """
 
   def __init__(self, graph, images_per_step, max_number_of_steps,
-               log_every_n_steps):
+               log_every_n_steps, stop_file=None, summary_writer=None,
+               save_summaries_secs=60, max_training_minutes=None):
     """Args:
       graph: the TrainingGraph.
       images_per_step: images one step trains on (for images/s).
       max_number_of_steps: global step at which to stop; None: never.
       log_every_n_steps: steps between two progress lines.
+      stop_file: path whose existence stops training; None: none.
+      summary_writer: where the summaries go (the chief's); None: none.
+      save_summaries_secs: seconds between two summaries (also written
+        after the first and the last step).
+      max_training_minutes: time budget of the steps (from the first one);
+        None: none.
     """
     self._loss_terms = graph.loss_terms
     self._learning_rate = graph.learning_rate
     self._images_per_step = images_per_step
     self._max_steps = max_number_of_steps
     self._log_every = max(1, log_every_n_steps)
+    self._stop_file = stop_file
+    self._budget_secs = (None if max_training_minutes is None
+                         else 60.0 * max_training_minutes)
+    self._start = None
+    self._summary_op = graph.summary_op
+    self._summary_writer = summary_writer
+    self._summary_secs = save_summaries_secs
+    self._last_summary = None  # (time, step) of the last summary.
     self._interrupted = False
     self._interval_start = None
     self._interval_steps = 0
@@ -616,6 +674,8 @@ class StepRunner(object):
   def __call__(self, sess, train_op, global_step, unused_kwargs):
     if self._interval_start is None:
       self._interval_start = time.time()
+    if self._start is None:
+      self._start = time.time()
     try:
       total_loss, terms, learning_rate = sess.run(
           [train_op, self._loss_terms, self._learning_rate])
@@ -634,9 +694,57 @@ class StepRunner(object):
     self._interval_steps += 1
     if step % self._log_every == 0 or step == self._max_steps:
       self._log(step, total_loss, terms, learning_rate)
-    should_stop = self._interrupted or (
-        self._max_steps is not None and step >= self._max_steps)
+    should_stop = (self._interrupted or self._stop_file_found(step) or
+                   self._budget_spent(step) or (
+                       self._max_steps is not None and
+                       step >= self._max_steps))
+    self._summarise(sess, step, should_stop)
     return total_loss, should_stop
+
+  def _summarise(self, sess, step, last):
+    """Writes the summaries and the throughput since the previous ones.
+
+    Run here, between two steps, rather than in the Supervisor's threads:
+    beside a step on a few cores, their session runs waited for the step,
+    so that its step counter measured 0 global_step/sec most of the time,
+    and the summary op slowed the step it ran beside.
+    """
+    if self._summary_writer is None:
+      return
+    now = time.time()
+    if self._last_summary is not None:
+      last_time, last_step = self._last_summary
+      if not last and now - last_time < self._summary_secs:
+        return
+      steps_per_sec = (step - last_step) / max(now - last_time, 1e-9)
+      self._summary_writer.add_summary(_v1.Summary(value=[
+          _v1.Summary.Value(tag='global_step/sec',
+                            simple_value=steps_per_sec),
+          _v1.Summary.Value(tag='throughput/images_per_sec',
+                            simple_value=steps_per_sec *
+                            self._images_per_step)]), step)
+    self._summary_writer.add_summary(sess.run(self._summary_op), step)
+    self._summary_writer.flush()
+    # Measured from after the summary: its cost is not a training step's.
+    self._last_summary = (time.time(), step)
+
+  def _budget_spent(self, step):
+    if self._budget_secs is None:
+      return False
+    elapsed = time.time() - self._start
+    if elapsed < self._budget_secs:
+      return False
+    logging.info('Time budget of %.1f minutes spent at step %d (%.1f '
+                 'minutes): saving a checkpoint and stopping.',
+                 self._budget_secs / 60, step, elapsed / 60)
+    return True
+
+  def _stop_file_found(self, step):
+    if not self._stop_file or not os.path.exists(self._stop_file):
+      return False
+    logging.info('Found %s at step %d: saving a checkpoint and stopping.',
+                 self._stop_file, step)
+    return True
 
   def _log(self, step, total_loss, terms, learning_rate):
     elapsed = time.time() - self._interval_start
@@ -682,6 +790,50 @@ def write_training_config(config, ssd_params, dataset):
     out.write(text)
 
 
+def _settings_text(config, ssd_params):
+  """Markdown of the settings and SSD parameters (TensorBoard's Text tab)."""
+  rows = ['| setting | value |', '|---|---|']
+  rows += ['| %s | %s |' % item for item in config.settings()]
+  rows += ['', '| SSD parameter | value |', '|---|---|']
+  rows += ['| %s | %s |' % item for item in ssd_params._asdict().items()]
+  return '\n'.join(rows)
+
+
+def _hparams(config):
+  """{name: bool/int/float/str} of the settings, for TensorBoard's HParams."""
+  values = {}
+  for name, value in config.settings():
+    if value is None:
+      continue
+    if not isinstance(value, (bool, int, float, str)):
+      value = str(value)
+    values[name] = value
+  return values
+
+
+def write_run_summaries(writer, config, ssd_params, graph):
+  """Writes, once, what describes the run: the graph, the settings and SSD
+  parameters as text, and the settings as hyper-parameters (with the total
+  loss as metric) for comparing runs in TensorBoard's HParams tab."""
+  # pylint: disable=g-import-not-at-top
+  from tensorboard.plugins.hparams import api as hparams_api
+  # pylint: enable=g-import-not-at-top
+  writer.add_graph(graph)
+  with tf.Graph().as_default():
+    text = _v1.summary.text('training_config',
+                            tf.constant(_settings_text(config, ssd_params)))
+    with _v1.Session() as sess:
+      writer.add_summary(sess.run(text))
+  hparams = _hparams(config)
+  for summary in (hparams_api.hparams_config_pb(
+      hparams=[hparams_api.HParam(name) for name in hparams],
+      metrics=[hparams_api.Metric('losses/total_loss')]),
+                  hparams_api.hparams_pb(hparams)):
+    # TensorBoard's own Summary class, as TensorFlow's.
+    writer.add_summary(_v1.Summary.FromString(summary.SerializeToString()))
+  writer.flush()
+
+
 def make_init_fn(train_dir, model, ssd_net=None):
   """Initialisation from model.checkpoint_path, unless train_dir resumes.
 
@@ -715,6 +867,38 @@ def make_init_fn(train_dir, model, ssd_net=None):
       exclude_scopes, model.ignore_missing_vars)
 
 
+def remove_stop_file(stop_file):
+  """Removes the stop file a previous run honoured, so that this one runs.
+
+  The file stays in place while the run it stopped ends (every worker of a
+  cluster sees it); the next run in the same directory starts without it.
+  """
+  if os.path.exists(stop_file):
+    logging.info('Removing %s, left by a previous run: training goes on '
+                 'until it is written again.', stop_file)
+    os.remove(stop_file)
+
+
+def clone_placement_warning(num_clones, clone_on_cpu, num_gpus):
+  """A warning when clones meant for GPUs will run on the CPU, or None.
+
+  Without --clone_on_cpu, clone i goes to GPU:i; soft placement puts the
+  clones of missing GPUs on the CPU, all on the same device.
+  """
+  if clone_on_cpu or num_clones <= max(1, num_gpus):
+    return None
+  if num_clones - num_gpus > 1:
+    on_cpu = 'clones %d to %d run' % (num_gpus, num_clones - 1)
+  else:
+    on_cpu = 'clone %d runs' % num_gpus
+  return ('%d clones but %s: %s on the CPU (soft placement), sharing its '
+          'cores. Pass --clone_on_cpu to give each clone its own logical '
+          'CPU device (as the tests and benchmarks do), or --num_clones=%d.'
+          % (num_clones, 'no GPU is visible' if not num_gpus else
+             'only %d GPU(s) are visible' % num_gpus, on_cpu,
+             max(1, num_gpus)))
+
+
 def make_deploy_config(deployment):
   """The model_deploy.DeploymentConfig of DeploymentOptions."""
   return model_deploy.DeploymentConfig(
@@ -745,11 +929,15 @@ def run_training(config, ssd_net, dataset, input_fn=None):
     # A bad path fails now, not after the graph is built.
     checkpoints.resolve_checkpoint_path(config.model.checkpoint_path)
   if input_fn is None:
-    input_fn = tfrecord_input_fn(dataset, config.data, config.model.model_name,
-                                 config.model.data_format, config.seed)
+    input_fn = tfrecord_input_fn(config, dataset)
   deploy_config = make_deploy_config(deployment)
+  stop_file = os.path.join(config.logging.train_dir, paths.STOP_FILE_NAME)
   if deployment.is_chief:
+    remove_stop_file(stop_file)
     write_training_config(config, ssd_net.params, dataset)
+    # Evaluation, the demo and export decode the model with these.
+    nets_factory.write_ssd_params(config.logging.train_dir,
+                                  config.model.model_name, ssd_net.params)
   session_config = train_tools.session_config(
       deploy_config, deployment.gpu_memory_fraction, deployment.precision)
   if cluster is not None:
@@ -771,10 +959,17 @@ def run_training(config, ssd_net, dataset, input_fn=None):
         max_to_keep=config.logging.max_to_keep,
         keep_checkpoint_every_n_hours=(
             config.logging.keep_checkpoint_every_n_hours))
+    summary_writer = None
+    if deployment.is_chief:
+      summary_writer = _v1.summary.FileWriter(config.logging.train_dir)
+      write_run_summaries(summary_writer, config, ssd_net.params, graph)
     step_runner = StepRunner(
         tensors, deployment.images_per_step(config.data.batch_size),
         config.optimisation.max_number_of_steps,
-        config.logging.log_every_n_steps)
+        config.logging.log_every_n_steps, stop_file=stop_file,
+        summary_writer=summary_writer,
+        save_summaries_secs=config.logging.save_summaries_secs,
+        max_training_minutes=config.optimisation.max_training_minutes)
 
     def run_loop(master, loop_session_config):
       if tensors.sync_optimizer is not None:
@@ -788,8 +983,8 @@ def run_training(config, ssd_net, dataset, input_fn=None):
             tensors.train_op, logdir=config.logging.train_dir,
             train_step_fn=step_runner, master=master,
             is_chief=deployment.is_chief, init_fn=init_fn,
-            summary_op=tensors.summary_op,
-            save_summaries_secs=config.logging.save_summaries_secs,
+            # The step runner writes the summaries, between steps.
+            summary_op=None, summary_writer=None,
             save_interval_secs=config.logging.save_interval_secs,
             saver=saver, sync_optimizer=tensors.sync_optimizer,
             session_config=loop_session_config)
@@ -797,9 +992,13 @@ def run_training(config, ssd_net, dataset, input_fn=None):
         if cluster is None:
           signal.signal(signal.SIGINT, previous_handler)
 
-    if cluster is None:
-      run_loop('', session_config)
-    else:
-      worker_task.run(run_loop, step_runner.request_stop)
+    try:
+      if cluster is None:
+        run_loop('', session_config)
+      else:
+        worker_task.run(run_loop, step_runner.request_stop)
+    finally:
+      if summary_writer is not None:
+        summary_writer.close()
   if step_runner.failure:
     raise TrainingStopped(step_runner.failure)
