@@ -11,6 +11,7 @@ from utils import tf_compat  # noqa: F401  (before tf_slim: restores the names i
 import tf_slim as slim
 
 from deployment import model_deploy
+from utils import checkpoints
 from utils import platform_info
 
 _v1 = tf.compat.v1
@@ -258,21 +259,6 @@ def wrap_optimizer_for_precision(optimizer, precision):
   return optimizer
 
 
-def split_scopes(scopes):
-  """'a, b/c,' -> ['a', 'b/c']: a comma-separated flag value as a list."""
-  return [scope.strip().rstrip('/') for scope in (scopes or '').split(',')
-          if scope.strip()]
-
-
-def in_scope(name, scope):
-  """Whether `name` lies in `scope`, matching whole components.
-
-  'ssd_300_vgg/block1' contains 'ssd_300_vgg/block1/conv1x1/weights' but not
-  'ssd_300_vgg/block10/...' (a plain prefix test would say it does).
-  """
-  return name == scope or name.startswith(scope + '/')
-
-
 def get_variables_to_train(trainable_scopes=None):
   """The trainable variables inside the comma-separated `trainable_scopes`.
 
@@ -285,12 +271,13 @@ def get_variables_to_train(trainable_scopes=None):
       otherwise silently freeze the whole model).
   """
   variables = _v1.trainable_variables()
-  scopes = split_scopes(trainable_scopes)
+  scopes = checkpoints.split_scopes(trainable_scopes)
   if not scopes:
     return variables
   selected = []
   for scope in scopes:
-    in_this_scope = [v for v in variables if in_scope(v.op.name, scope)]
+    in_this_scope = [v for v in variables
+                     if checkpoints.in_scope(v.op.name, scope)]
     if not in_this_scope:
       raise ValueError('--trainable_scopes: no trainable variable in scope '
                        '%r.' % scope)
