@@ -1,0 +1,366 @@
+"""The bad-input and fault matrix, in one place, and the end-to-end runs of it.
+
+`MATRIX` lists each kind of bad input or fault a user can meet, what the
+project does about it, and the test that reproduces it (a real file, a real
+process or a real signal).  `test_every_case_has_its_test` keeps the list
+honest: a test renamed or deleted fails here, naming the case.
+
+The tests further down run train_ssd_network.py end to end on the cases the
+library tests (tests/test_checkpoints.py) cannot prove alone: that the
+script resumes through those checks, and says so in one line.
+"""
+import ast
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+
+from utils import checkpoints
+from utils import train_tools
+from utils import training
+
+from conftest import PROJECT_ROOT
+
+v1 = tf.compat.v1
+SCRIPT = os.path.join(PROJECT_ROOT, 'train_ssd_network.py')
+RUN_TIMEOUT_SECS = 300
+
+# (issue item, fault, what happens, 'tests/<file>.py::<test>[::<method>]').
+MATRIX = [
+    # --- Data can be lost.
+    ('16.1', 'a re-conversion fails on a bad image',
+     'the previous dataset stays in place',
+     'tests/test_datasets_converter.py::'
+     'test_failed_reconversion_keeps_the_previous_dataset'),
+    ('16.1', 'the swap of the new dataset fails half-way',
+     'the old files are put back',
+     'tests/test_datasets_converter.py::'
+     'test_a_failed_swap_puts_the_old_files_back'),
+    ('16.2', 'train_dir copied (cp -r) or moved (mv)',
+     'relative index; resumes from its own files',
+     'tests/test_checkpoints.py::TestResume::'
+     'test_copied_or_moved_run_directory_resumes_from_its_own_files'),
+    ('16.2', 'a copy of an old run whose index holds absolute paths',
+     'resumes from the copy, warns, rewrites the index',
+     'tests/test_checkpoints.py::TestResume::'
+     'test_an_old_absolute_index_in_a_copy_is_read_from_the_copy'),
+    ('16.2', 'the training script resumes in a moved train_dir',
+     'resumes from the moved files',
+     'tests/test_reliability.py::'
+     'test_resume_survives_a_move_a_corrupt_checkpoint_and_leftovers'),
+    # --- Resume trusts whatever it finds.
+    ('16.3', 'train_dir checkpoint of another class count',
+     'error naming each variable, both shapes and the fix',
+     'tests/test_checkpoints.py::TestResume::'
+     'test_another_class_count_names_the_variables_and_the_fix'),
+    ('16.3', 'the same through the training script',
+     'one error before the first step',
+     'tests/test_reliability.py::'
+     'test_resume_with_another_class_count_fails_before_training'),
+    ('16.3', 'train_dir checkpoint of another optimizer',
+     'error naming the missing variables and flags',
+     'tests/test_checkpoints.py::TestResume::'
+     'test_missing_variables_name_the_flags'),
+    ('16.4', 'truncated data, flipped bytes, damaged or empty index',
+     'the file at fault is named',
+     'tests/test_checkpoints.py::TestCorruptCheckpoints::'
+     'test_the_damaged_file_is_named'),
+    ('16.4', 'corrupt --checkpoint_path',
+     'error naming the file, before training',
+     'tests/test_checkpoints.py::TestCorruptCheckpoints::'
+     'test_a_corrupt_pretrained_checkpoint_fails_before_training'),
+    ('16.4', 'corrupt newest checkpoint in train_dir',
+     'warning naming it, set aside, resume from the newest readable',
+     'tests/test_checkpoints.py::TestResume::'
+     'test_falls_back_to_the_newest_readable_checkpoint'),
+    ('16.4', 'every checkpoint in train_dir corrupt',
+     'error, never a silent fresh start',
+     'tests/test_checkpoints.py::TestResume::'
+     'test_no_readable_checkpoint_is_an_error_not_a_fresh_start'),
+    ('16.4', 'the training script meets a corrupt newest checkpoint',
+     'falls back with a warning and trains on',
+     'tests/test_reliability.py::'
+     'test_resume_survives_a_move_a_corrupt_checkpoint_and_leftovers'),
+    # --- Clusters hang instead of failing.
+    ('16.5', 'a worker with other --ps_hosts than the chief',
+     'it stops at once, naming both lists',
+     'tests/test_distributed.py::test_a_worker_with_other_ps_hosts_fails_'
+     'naming_both_lists_and_the_ps_stops_on_sigint'),
+    ('16.5', 'a ps with other --worker_hosts; a ps nobody runs',
+     'mismatch error; timeout error naming the host',
+     'tests/test_distributed.py::'
+     'test_a_ps_with_other_worker_hosts_fails_and_an_absent_ps_times_out'),
+    ('16.6', 'SIGINT to a ps blocked on its queue',
+     'stops within seconds',
+     'tests/test_distributed.py::test_a_worker_with_other_ps_hosts_fails_'
+     'naming_both_lists_and_the_ps_stops_on_sigint'),
+    ('16.6', 'SIGINT/SIGTERM to tasks waiting for their chief',
+     'both stop within seconds',
+     'tests/test_distributed.py::'
+     'test_tasks_waiting_for_their_chief_stop_on_sigint_and_sigterm'),
+    ('16.6, 16.7', 'a worker killed (-9) mid-run, then SIGINT to the chief',
+     'the chief saves and exits 0; the ps exits after --ps_idle_secs',
+     'tests/test_distributed.py::'
+     'test_async_workers_share_the_step_a_dead_worker_and_ctrl_c'),
+    # --- Clear errors where there were tracebacks.
+    ('16.8', 'a dataset with zero images',
+     'the converter fails unless asked; training refuses it by name',
+     'tests/test_datasets_converter.py::'
+     'test_zero_images_fail_unless_allowed_and_factory_refuses'),
+    ('16.9', 'the disk fills up during a save (a real 1 MB tmpfs)',
+     'one line naming the directory and the space needed; partial files '
+     'removed',
+     'tests/test_checkpoints.py::TestDiskFull::'
+     'test_a_full_disk_is_one_line_and_leaves_no_partial_file'),
+    ('16.9', 'partial .tempstate files of a killed save',
+     'removed at start',
+     'tests/test_checkpoints.py::TestResume::'
+     'test_leftovers_of_a_killed_save_are_removed'),
+    ('16.9', 'the training script fills its disk while checkpointing',
+     'one error line, no partial file left',
+     'tests/test_reliability.py::'
+     'test_resume_survives_a_move_a_corrupt_checkpoint_and_leftovers'),
+    ('16.10', 'converter output under a regular file',
+     "the tool's error line",
+     'tests/test_datasets_converter.py::'
+     'test_output_under_a_regular_file_is_a_conversion_error'),
+    ('16.10', 'eval output under a regular file', "the tool's error line",
+     'tests/test_eval_ssd_network.py::test_eval_dir_under_a_regular_file'),
+    ('16.10', 'demo output under a regular file', "the tool's error line",
+     'tests/test_demo_ssd.py::test_output_dir_under_a_regular_file'),
+    ('16.10', 'export output under a regular file', "the tool's error line",
+     'tests/test_export_ssd_network.py::test_bad_arguments'),
+    ('16.11', 'unreadable and truncated images in a demo folder',
+     'skipped with a named, counted warning (--strict stops)',
+     'tests/test_demo_ssd.py::'
+     'test_bad_files_in_a_folder_are_skipped_and_counted'),
+    ('16.12', '--skip_bad with unknown classes', 'skipped and named',
+     'tests/test_datasets_converter.py::'
+     'test_skip_bad_skips_unknown_classes_and_names_them'),
+    ('16.12', 'eval --wait_for_checkpoints --timeout, nothing evaluated',
+     'says so, exits non-zero',
+     'tests/test_eval_ssd_network.py::'
+     'test_timeout_with_nothing_evaluated_is_an_error'),
+    # --- Handled before issue 16, kept covered.
+    ('16', 'corrupt, truncated, zero-byte, misnamed images; bad XML; bad '
+     'boxes', 'an error naming the file, or skipped with --skip_bad',
+     'tests/test_datasets_converter.py::test_bad_input_errors_or_is_skipped'),
+    ('16', 'CMYK JPEG', 'decoded to RGB',
+     'tests/test_datasets_converter.py::test_cmyk_jpeg_decodes_to_rgb'),
+    ('16', 'boxes outside the image, zero-area boxes',
+     'clipped; degenerate ones dropped',
+     'tests/test_datasets_converter.py::'
+     'test_out_of_image_boxes_are_clipped_and_degenerate_dropped'),
+    ('16', 'a non-finite loss or gradient',
+     'stops before the weights change, last good state saved',
+     'tests/test_train.py::test_non_finite_loss_stops_without_writing_nan'),
+    ('16', 'eval of a checkpoint of another class count', 'a clear error',
+     'tests/test_eval_ssd_network.py::test_class_count_mismatch'),
+    # --- The default pretrained checkpoint (issue 13.4).
+    ('13.4', 'model.ckpt-999 and model.ckpt-1000 in ckpt/pre_trained',
+     '-1000 (by step, not string order)',
+     'tests/test_checkpoints.py::TestFindPretrainedCheckpoint::'
+     'test_highest_step_wins_not_string_order'),
+    ('13.4', 'two different checkpoints in ckpt/pre_trained',
+     'error listing them, pointing at --checkpoint_path',
+     'tests/test_checkpoints.py::TestFindPretrainedCheckpoint::'
+     'test_two_different_checkpoints_are_an_error_listing_them'),
+    ('13.4', "TF-slim's vgg_16.ckpt",
+     'scope vgg_16 and the SSD-only exclusions set, logged',
+     'tests/test_checkpoints.py::TestVgg16Detection::'
+     'test_vgg16_gets_its_scope_and_the_ssd_only_exclusions'),
+    # --- TF_CONFIG (issue 17.3).
+    ('17.3', 'TF_CONFIG and cluster flags that disagree', 'a clear error',
+     'tests/test_distributed.py::TestTfConfig::'
+     'test_conflicting_flags_are_a_clear_error'),
+    ('17.3', 'TF_CONFIG that is not a usable cluster',
+     'an error naming TF_CONFIG',
+     'tests/test_distributed.py::TestTfConfig::'
+     'test_bad_tf_config_names_tf_config'),
+    ('17.3', '1 ps + 2 workers configured by TF_CONFIG alone',
+     'trains on loopback; every task exits',
+     'tests/test_distributed.py::'
+     'test_tf_config_alone_runs_sync_replicas_and_all_tasks_exit'),
+]
+
+
+def _defined_tests(path):
+  """{'test_x', 'TestY::test_z'} of a test file."""
+  with open(path) as source:
+    tree = ast.parse(source.read(), path)
+  names = set()
+  for node in tree.body:
+    if isinstance(node, ast.FunctionDef):
+      names.add(node.name)
+    elif isinstance(node, ast.ClassDef):
+      for item in node.body:
+        if isinstance(item, ast.FunctionDef):
+          names.add('%s::%s' % (node.name, item.name))
+  return names
+
+
+def test_every_case_has_its_test():
+  missing = []
+  defined = {}
+  for item, fault, _, test_id in MATRIX:
+    path, _, name = test_id.partition('::')
+    full_path = os.path.join(PROJECT_ROOT, path)
+    if path not in defined:
+      defined[path] = (_defined_tests(full_path)
+                       if os.path.exists(full_path) else set())
+    if name not in defined[path]:
+      missing.append('%s (%s): %s' % (item, fault, test_id))
+  assert not missing, (
+      'These cases point at tests that do not exist (renamed? update MATRIX '
+      'in tests/test_reliability.py):\n  ' + '\n  '.join(missing))
+
+
+# --------------------------------------------------------------------------
+# The training script on a run directory that was moved, holds a corrupt
+# newest checkpoint and a killed save's leftovers, on a disk too small for
+# one more checkpoint; then the same directory with another class count.
+
+# Stochastic gradient descent: no optimizer slots, the smallest checkpoint.
+_TRAIN_FLAGS = ['--batch_size=1', '--optimizer=sgd', '--num_readers=1',
+                '--num_preprocessing_threads=1', '--log_every_n_steps=1',
+                '--save_summaries_secs=600', '--precision=float32',
+                '--seed=1']
+
+
+def run_script(train_dir, dataset_dir, *flags):
+  result = subprocess.run(
+      [sys.executable, SCRIPT, '--train_dir=%s' % train_dir,
+       '--dataset_dir=%s' % dataset_dir] + _TRAIN_FLAGS + list(flags),
+      capture_output=True, text=True, timeout=RUN_TIMEOUT_SECS,
+      cwd=PROJECT_ROOT)
+  return result.returncode, result.stdout + result.stderr
+
+
+def small_config(dataset_dir, num_classes=None):
+  """The TrainingConfig of _TRAIN_FLAGS (the graph the script builds)."""
+  config = training.TrainingConfig(seed=1)
+  config.data = training.DataOptions(dataset_dir=dataset_dir, batch_size=1,
+                                     num_readers=1,
+                                     num_preprocessing_threads=1)
+  config.model = training.ModelOptions(num_classes=num_classes)
+  config.optimisation = training.OptimisationOptions(optimizer='sgd')
+  return config
+
+
+def build_graph(config):
+  """Builds the training graph of `config` in the default graph."""
+  dataset = training.load_dataset(config.data)
+  ssd_net = training.build_ssd_net(config.model, dataset.num_classes)
+  deploy_config = training.make_deploy_config(config.deployment)
+  tensors = training.build_training_graph(
+      config, ssd_net, deploy_config,
+      training.tfrecord_input_fn(config, dataset), dataset.num_samples)
+  return tensors, deploy_config
+
+
+@pytest.fixture(scope='module')
+def step_1_run(tmp_path_factory, sample_dataset_dir):
+  """A run directory as one step leaves it: the script's graph, saved at
+  step 1 (made once; tests work on copies)."""
+  train_dir = str(tmp_path_factory.mktemp('step_1_run'))
+  with tf.Graph().as_default():
+    tensors, deploy_config = build_graph(small_config(sample_dataset_dir))
+    with v1.Session(config=train_tools.session_config(deploy_config)) as sess:
+      sess.run(v1.global_variables_initializer())
+      sess.run(tensors.global_step.assign(1))
+      checkpoints.CheckpointSaver().save(
+          sess, os.path.join(train_dir, 'model.ckpt'), global_step=1)
+  return train_dir
+
+
+def _size(paths):
+  return sum(os.path.getsize(path) for path in paths)
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path):
+  """mount(size_bytes) -> a tmpfs folder of that size; skips without root."""
+  mounted = []
+
+  def mount(size_bytes):
+    point = tmp_path / 'disk'
+    point.mkdir()
+    result = subprocess.run(
+        ['mount', '-t', 'tmpfs', '-o', 'size=%d' % size_bytes, 'tmpfs',
+         str(point)], capture_output=True, text=True, timeout=30)
+    if result.returncode != 0:
+      pytest.skip('cannot mount a tmpfs here: %s' % result.stderr.strip())
+    mounted.append(point)
+    return point
+  yield mount
+  for point in mounted:
+    subprocess.run(['umount', '-l', str(point)], timeout=30)
+
+
+def test_resume_survives_a_move_a_corrupt_checkpoint_and_leftovers(
+    tmp_path, sample_dataset_dir, mount_tmpfs, step_1_run):
+  shutil.copytree(step_1_run, str(tmp_path / 'run1'))
+  first = tf.train.latest_checkpoint(str(tmp_path / 'run1'))
+  checkpoint_bytes = _size(
+      os.path.join(str(tmp_path / 'run1'), name)
+      for name in os.listdir(str(tmp_path / 'run1')))
+  # Room for the moved checkpoint, a half-size corrupt one, and 0.6 of one
+  # more: the leftovers (half a checkpoint) must go for the run to start,
+  # and its first checkpoint (the training loop saves one at start) cannot
+  # fit.
+  disk = mount_tmpfs(int(2.1 * checkpoint_bytes) + (8 << 20))
+  run2 = disk / 'run2'
+  subprocess.run(['mv', str(tmp_path / 'run1'), str(run2)], check=True,
+                 timeout=60)
+  data = '.data-00000-of-00001'
+  moved = str(run2 / os.path.basename(first))
+  corrupt = str(run2 / 'model.ckpt-7')
+  shutil.copyfile(moved + '.index', corrupt + '.index')
+  with open(moved + data, 'rb') as source, open(corrupt + data, 'wb') as out:
+    out.write(source.read(os.path.getsize(moved + data) // 2))
+  leftover = str(run2 / ('model.ckpt-8' + data + '.tempstate123'))
+  with open(leftover, 'wb') as out:
+    out.write(b'\0' * (checkpoint_bytes // 2))
+
+  code, log = run_script(run2, sample_dataset_dir,
+                         '--max_number_of_steps=2')
+  assert code == 1, log
+  assert 'Removed %s, left by an interrupted checkpoint save' % leftover in log
+  assert '%s%s is corrupt or truncated' % (corrupt, data) in log
+  assert ('Resuming from %s, the newest readable checkpoint' % moved) in log
+  assert 'Starting Session' in log
+  last_line = log.strip().split('\n')[-1]
+  disk_full = ('No space left on device in %s while saving a checkpoint: it '
+               'needs about' % run2)
+  assert disk_full in last_line, log[-3000:]
+  # The only stack traces: TensorFlow's report of the same error, raised in
+  # its checkpoint thread (which saves at start), at INFO level.
+  assert log.count('Traceback') == log.count(
+      'Error reported to Coordinator: ' + disk_full), log[-5000:]
+  assert not [name for name in os.listdir(str(run2)) if 'tempstate' in name]
+  assert os.path.exists(corrupt + '.index' + checkpoints.CORRUPT_SUFFIX)
+
+
+def test_resume_with_another_class_count_fails_before_training(
+    tmp_path, sample_dataset_dir, step_1_run):
+  """The training library, as the script calls it, on a checkpoint of
+  another class count."""
+  train_dir = str(tmp_path / 'run')
+  shutil.copytree(step_1_run, train_dir)
+  first = tf.train.latest_checkpoint(train_dir)
+  num_classes = tf.train.load_checkpoint(first).get_variable_to_shape_map()[
+      'ssd_300_vgg/block11_box/conv_cls/biases'][0] // 4 + 1
+  config = small_config(sample_dataset_dir, num_classes=num_classes)
+  with tf.Graph().as_default():
+    build_graph(config)
+    with pytest.raises(checkpoints.CheckpointError) as error:
+      training.make_init_fn(train_dir, config.model)
+  message = str(error.value)
+  assert message.startswith(
+      'Cannot resume from %s: it was written by another model' % first)
+  assert 'ssd_300_vgg/block4_box/conv_cls/weights: model' in message
+  assert ('--checkpoint_path=%s --checkpoint_exclude_scopes=ssd_300_vgg/'
+          'block4_box' % first) in message
