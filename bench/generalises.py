@@ -17,7 +17,8 @@ checkpoint is evaluated on the `val` images with `eval_ssd_network.py`.
 Outputs, under --work_dir (default bench/out/generalises, ignored by git):
   curve.csv     one row per evaluated checkpoint: recipe, step, images seen,
                 mean train loss over the leg, val mAP@0.5 VOC07 and VOC12,
-                training images/s, seconds spent training and evaluating;
+                training images/s, the precision the training used,
+                seconds spent training and evaluating;
   curve.png     val mAP (VOC07) and train loss against images seen;
   summary.md    the recipe table (best and last val mAP, wall time) and
                 the machine (CPU, load average);
@@ -89,11 +90,13 @@ RunSettings = collections.namedtuple(
 # Written beside each checkpoint's results.json: its CSV row, for --resume.
 ROW_FILE_NAME = 'row.json'
 CSV_FIELDS = ('recipe', 'step', 'images_seen', 'train_loss', 'val_map_voc07',
-              'val_map_voc12', 'train_images_per_second', 'train_seconds',
-              'eval_seconds')
+              'val_map_voc12', 'train_images_per_second', 'precision',
+              'train_seconds', 'eval_seconds')
 
 _LOSS_LINE = re.compile(r'step (\d+): loss ([0-9.eE+-]+|nan|inf)')
 _SPEED = re.compile(r'([0-9.]+) images/s')
+# The training script logs the precision it resolved (e.g. from auto).
+_PRECISION = re.compile(r'Precision: (\w+)')
 _FLAG_NAME = re.compile(r'^\s+--(?:\[no\])?([A-Za-z0-9_]+)', re.MULTILINE)
 
 
@@ -123,7 +126,8 @@ def define_flags():
                        'devices; each takes the recipe\'s batch.',
                        lower_bound=1)
   flags.DEFINE_string('precision', None, 'Training --precision; default: '
-                      'the training script\'s own default.')
+                      'the training script\'s own (auto). The CSV says which '
+                      'one each leg used.')
   flags.DEFINE_integer('seed', 1, 'Seed of the first leg (leg k uses '
                        'seed + k, so each leg draws new augmentations).')
   flags.DEFINE_boolean('resume', False, 'Keep --work_dir and skip the legs '
@@ -224,14 +228,17 @@ def missing_flags(command, known_names):
 
 
 def parse_training_log(text):
-  """(mean loss, median images/s) of the step lines of a training log.
+  """(mean loss, median images/s, precision) of a training log.
 
-  Either is None when the log has no such line.
+  The first two come from the step lines, the precision from the line that
+  says which one the run used; each is None when the log has no such line.
   """
   losses = [float(loss) for _, loss in _LOSS_LINE.findall(text)]
   speeds = [float(speed) for speed in _SPEED.findall(text)]
+  precision = _PRECISION.search(text)
   return (statistics.mean(losses) if losses else None,
-          statistics.median(speeds) if speeds else None)
+          statistics.median(speeds) if speeds else None,
+          precision.group(1) if precision else None)
 
 
 def _run_logged(command, log_path):
@@ -306,7 +313,7 @@ def run_leg(common_flags, train_dir, step, seed, records_dir, eval_dir):
   """Trains up to `step` (unless its checkpoint exists) and evaluates it.
 
   Returns the row's step, train_loss, val_map_voc07, val_map_voc12,
-  train_images_per_second, train_seconds and eval_seconds.
+  train_images_per_second, precision, train_seconds and eval_seconds.
   """
   checkpoint = os.path.join(train_dir, 'model.ckpt-%d' % step)
   log_path = os.path.join(train_dir, 'leg_%05d.log' % step)
@@ -316,8 +323,8 @@ def run_leg(common_flags, train_dir, step, seed, records_dir, eval_dir):
   results, eval_seconds = evaluate_checkpoint(checkpoint, records_dir,
                                               eval_dir)
   with open(log_path) as log:
-    loss, images_per_second = parse_training_log(log.read())
-  return {'step': step, 'train_loss': loss,
+    loss, images_per_second, precision = parse_training_log(log.read())
+  return {'step': step, 'train_loss': loss, 'precision': precision,
           'val_map_voc07': results['mAP_VOC07'],
           'val_map_voc12': results['mAP_VOC12'],
           'train_images_per_second': images_per_second,
@@ -332,7 +339,7 @@ def _format(value, digits):
 
 
 def write_csv(path, rows):
-  """Writes the rows (dicts with CSV_FIELDS); None is an empty cell."""
+  """Writes the rows (dicts with CSV_FIELDS); None or absent is an empty cell."""
   digits = {'train_loss': 4, 'val_map_voc07': 4, 'val_map_voc12': 4,
             'train_images_per_second': 3, 'train_seconds': 1,
             'eval_seconds': 1}
@@ -340,8 +347,8 @@ def write_csv(path, rows):
     writer = csv.writer(csv_file)
     writer.writerow(CSV_FIELDS)
     for row in rows:
-      writer.writerow([_format(row[field], digits[field])
-                       if field in digits else row[field]
+      writer.writerow([_format(row.get(field), digits[field])
+                       if field in digits else row.get(field, '')
                        for field in CSV_FIELDS])
 
 
@@ -373,6 +380,7 @@ def summary_table(rows, recipes):
     last = own[-1]
     speeds = [row['train_images_per_second'] for row in own
               if row['train_images_per_second'] is not None]
+    precisions = sorted({row.get('precision') or '?' for row in own})
     minutes = sum(row['train_seconds'] + row['eval_seconds']
                   for row in own) / 60
     lines.append('| %s | %s | %d | %s | %s / %s | %s | %s | %.1f |' % (
@@ -382,7 +390,8 @@ def summary_table(rows, recipes):
         _format(last['val_map_voc07'], 3) or 'n/a',
         _format(last['val_map_voc12'], 3) or 'n/a',
         _format(last['train_loss'], 3) or 'n/a',
-        '%.2f' % statistics.median(speeds) if speeds else 'n/a', minutes))
+        '%s %s' % ('%.2f' % statistics.median(speeds) if speeds else 'n/a',
+                   '/'.join(precisions)), minutes))
   return '\n'.join(lines)
 
 

@@ -91,6 +91,8 @@ def test_missing_flags():
 
 def test_parse_training_log():
   text = '\n'.join([
+      'I1201 train_ssd_network.py:359] Precision: mixed_bfloat16 (auto: no '
+      'GPU, and the CPU has avx512_bf16 (fast bfloat16))',
       'I1201 training.py:593] step 11: loss 12.0000 (localization 2.0) lr '
       '1e-05, 0.20 images/s, 40.00 s/step, ETA 00:06:00',
       'INFO:tensorflow:Recording summary at step 11.',
@@ -98,10 +100,11 @@ def test_parse_training_log():
       '2e-05, 0.40 images/s, 20.00 s/step, ETA 00:03:00',
       'I1201 training.py:593] step 13: loss 9.0000 (localization 1.0) lr '
       '3e-05, 0.50 images/s, 16.00 s/step'])
-  loss, images_per_second = generalises.parse_training_log(text)
+  loss, images_per_second, precision = generalises.parse_training_log(text)
   assert loss == pytest.approx((12.0 + 10.5 + 9.0) / 3)
   assert images_per_second == pytest.approx(0.40)
-  assert generalises.parse_training_log('no step lines') == (None, None)
+  assert precision == 'mixed_bfloat16'
+  assert generalises.parse_training_log('no step lines') == (None, None, None)
 
 
 def _row(recipe, step, images, loss, voc07, voc12):
@@ -112,7 +115,7 @@ def _row(recipe, step, images, loss, voc07, voc12):
 
 
 def test_csv_and_summary(tmp_path):
-  rows = [_row('nobn', 10, 80, 14.2, None, None),
+  rows = [dict(_row('nobn', 10, 80, 14.2, None, None), precision='float32'),
           _row('nobn', 20, 160, 11.0, 0.0123, 0.0101),
           _row('bn', 10, 80, 9.5, 0.25, 0.26)]
   path = str(tmp_path / 'curve.csv')
@@ -124,12 +127,15 @@ def test_csv_and_summary(tmp_path):
   assert read[1]['images_seen'] == '160'
   assert read[1]['val_map_voc07'] == '0.0123'
   assert read[1]['train_loss'] == '11.0000'
+  assert (read[0]['precision'], read[1]['precision']) == ('float32', '')
   table = generalises.summary_table(rows, ['nobn', 'bn'])
   lines = table.splitlines()
   assert len(lines) == 4
   assert lines[2].startswith('| nobn |')
   assert '| 0.012 (160) |' in lines[2]
   assert '| 0.250 (80) |' in lines[3]
+  # Speed and the precisions the legs used ('?': not in the log).
+  assert '| 0.50 ?/float32 |' in lines[2]
   # (12.25 + 3.0) s * 2 legs = 0.5 min.
   assert lines[2].endswith('| 0.5 |')
 
