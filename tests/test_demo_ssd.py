@@ -181,13 +181,14 @@ def test_bad_files_in_a_folder_are_skipped_and_counted(
       ('bad.jpg', True), ('cut.jpg', False), ('empty.jpg', True)]
   assert 'truncated JPEG' in problems[1].message
   assert all(p.path in p.message for p in problems)
+  # Strict (problems=None, what run(strict=True) passes): the first bad
+  # file stops the reading.
+  files = demo_ssd.list_images([folder_with_bad_files])
   with pytest.raises(ValueError, match='cannot read image .*bad.jpg'):
-    demo_ssd.run(checkpoint_dir, [folder_with_bad_files],
-                 str(tmp_path / 'strict'), strict=True)
+    list(demo_ssd.read_images(files))
   with pytest.raises(ValueError, match='cut.jpg is a truncated JPEG'):
-    demo_ssd.run(checkpoint_dir, [os.path.join(folder_with_bad_files,
-                                               'cut.jpg')],
-                 str(tmp_path / 'strict'), strict=True)
+    list(demo_ssd.read_images([os.path.join(folder_with_bad_files,
+                                            'cut.jpg')]))
 
 
 def test_command_line_on_a_terminal_warns_by_name_with_a_progress_bar(
