@@ -29,7 +29,6 @@ between the steps; see `preprocess_for_train` for how to seed it.
 Evaluation (`preprocess_for_eval`) resizes only; it never drops or reorders
 boxes, so per-box data the caller keeps (difficult flags) stays aligned.
 """
-import math
 import numbers
 
 import tensorflow as tf
