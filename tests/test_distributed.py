@@ -498,7 +498,7 @@ def stub_tasks(tmp_path):
   tasks.kill_all()
 
 
-def test_a_worker_with_other_ps_hosts_fails_naming_both_lists_and_the_ps_stops_on_sigint(
+def test_mismatched_worker_fails_naming_both_lists_chief_and_ps_stop(
     stub_tasks):
   """The mismatched worker stops at once; the chief, blocked in its loop,
   stops on SIGTERM after the grace period; the ps, blocked on its queue of

@@ -87,16 +87,20 @@ MATRIX = [
     # --- Clusters hang instead of failing.
     ('16.5', 'a worker with other --ps_hosts than the chief',
      'it stops at once, naming both lists',
-     'tests/test_distributed.py::test_a_worker_with_other_ps_hosts_fails_'
-     'naming_both_lists_and_the_ps_stops_on_sigint'),
+     'tests/test_distributed.py::'
+     'test_mismatched_worker_fails_naming_both_lists_chief_and_ps_stop'),
     ('16.5', 'a ps with other --worker_hosts; a ps nobody runs',
      'mismatch error; timeout error naming the host',
      'tests/test_distributed.py::'
      'test_a_ps_with_other_worker_hosts_fails_and_an_absent_ps_times_out'),
     ('16.6', 'SIGINT to a ps blocked on its queue',
      'stops within seconds',
-     'tests/test_distributed.py::test_a_worker_with_other_ps_hosts_fails_'
-     'naming_both_lists_and_the_ps_stops_on_sigint'),
+     'tests/test_distributed.py::'
+     'test_mismatched_worker_fails_naming_both_lists_chief_and_ps_stop'),
+    ('16.6', 'SIGTERM to a chief blocked inside its training loop',
+     'exits 1 after --stop_grace_secs, saying so',
+     'tests/test_distributed.py::'
+     'test_mismatched_worker_fails_naming_both_lists_chief_and_ps_stop'),
     ('16.6', 'SIGINT/SIGTERM to tasks waiting for their chief',
      'both stop within seconds',
      'tests/test_distributed.py::'

@@ -107,13 +107,13 @@ def resolve_checkpoint_path(path):
 
 
 def checkpoint_step(prefix):
-  """The step number in a checkpoint's name ('model.ckpt-1000' -> 1000), or None."""
+  """The step in a checkpoint's name ('model.ckpt-1000' -> 1000), or None."""
   match = _STEP_SUFFIX.match(os.path.basename(prefix))
   return int(match.group(2)) if match else None
 
 
 def _series(prefix):
-  """The name of a checkpoint without its step ('model.ckpt-1000' -> 'model.ckpt')."""
+  """A checkpoint's name without its step: 'model.ckpt-1000' -> 'model.ckpt'."""
   match = _STEP_SUFFIX.match(os.path.basename(prefix))
   return match.group(1) if match else os.path.basename(prefix)
 
@@ -235,8 +235,8 @@ def pretrained_settings(checkpoint_path, ssd_net, model_scope,
   For TF-slim's VGG16 checkpoint, when not given: checkpoint_model_scope
   'vgg_16' and the SSD-only scopes (conv6, conv7, the extra blocks, the
   heads, from `ssd_net.non_vgg_scopes`; default: SSD300's) excluded, which
-  is what restores its 26 convolution variables.  Each choice made is logged.  Other
-  checkpoints keep the given values.
+  is what restores its 26 convolution variables.  Each choice made is
+  logged.  Other checkpoints keep the given values.
 
   Returns:
     (checkpoint_model_scope, exclude_scopes) to pass to `get_init_fn`.
@@ -558,7 +558,7 @@ class CheckpointSaver(_v1.train.Saver):
     kwargs.setdefault('write_version', _v1.train.SaverDef.V2)
     super().__init__(*args, **kwargs)
 
-  def save(self, sess, save_path, *args, **kwargs):  # pylint: disable=arguments-differ
+  def save(self, sess, save_path, *args, **kwargs):  # pylint: disable=W0221
     try:
       return super().save(sess, save_path, *args, **kwargs)
     except (tf.errors.OpError, OSError) as error:
