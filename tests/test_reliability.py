@@ -15,9 +15,11 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
+from nets import ssd_vgg_300
 from utils import checkpoints
 from utils import train_tools
 from utils import training
@@ -176,6 +178,10 @@ MATRIX = [
      'scope vgg_16 and the SSD-only exclusions set, logged',
      'tests/test_checkpoints.py::TestVgg16Detection::'
      'test_vgg16_gets_its_scope_and_the_ssd_only_exclusions'),
+    ('13.4', "vgg_16.ckpt the only one in ckpt/pre_trained, no flags",
+     'the training library restores its 26 convolution variables',
+     'tests/test_reliability.py::'
+     'test_a_vgg16_checkpoint_in_pretrained_dir_restores_its_conv_layers'),
     # --- TF_CONFIG (issue 17.3).
     ('17.3', 'TF_CONFIG and cluster flags that disagree', 'a clear error',
      'tests/test_distributed.py::TestTfConfig::'
@@ -368,3 +374,46 @@ def test_resume_with_another_class_count_fails_before_training(
   assert 'ssd_300_vgg/block4_box/conv_cls/weights: model' in message
   assert ('--checkpoint_path=%s --checkpoint_exclude_scopes=ssd_300_vgg/'
           'block4_box' % first) in message
+
+
+def test_a_vgg16_checkpoint_in_pretrained_dir_restores_its_conv_layers(
+    tmp_path, sample_dataset_dir, caplog):
+  """TF-slim's vgg_16.ckpt as the only pretrained checkpoint: the training
+  library sets its scope and the SSD-only exclusions, says so, and loads
+  VGG16's 26 convolution variables."""
+  config = small_config(sample_dataset_dir)
+  pretrained = tmp_path / 'pre_trained'
+  with tf.Graph().as_default():
+    _, deploy_config = build_graph(config)
+    conv_variables = [
+        v for v in v1.global_variables()
+        if v.op.name.split('/')[1:2] and
+        v.op.name.split('/')[1] in ssd_vgg_300.VGG_SCOPES]
+    rng = np.random.RandomState(0)
+    vgg_values = {
+        v.op.name.replace('ssd_300_vgg/', 'vgg_16/', 1):
+        rng.uniform(-1, 1, v.shape.as_list()).astype(np.float32)
+        for v in conv_variables}
+    vgg_values['vgg_16/fc8/biases'] = np.zeros([1000], np.float32)
+    with tf.Graph().as_default():
+      saved = [v1.get_variable(name, initializer=value)
+               for name, value in vgg_values.items()]
+      with v1.Session() as sess:
+        sess.run(v1.global_variables_initializer())
+        v1.train.Saver(saved).save(sess, str(pretrained / 'vgg_16.ckpt'))
+    caplog.set_level('INFO')
+    model = training.ModelOptions(checkpoint_path=str(pretrained))
+    init_fn = training.make_init_fn(str(tmp_path / 'run'), model)
+    with v1.Session(config=train_tools.session_config(deploy_config)) as sess:
+      sess.run(v1.global_variables_initializer())
+      init_fn(sess)
+      restored = sess.run(conv_variables[0])
+  assert len(conv_variables) == 26
+  assert 'is an ImageNet VGG16 checkpoint' in caplog.text
+  assert ('--checkpoint_exclude_scopes=ssd_300_vgg/conv6,ssd_300_vgg/conv7'
+          in caplog.text)
+  assert 'Initialising 26 variables from' in caplog.text
+  np.testing.assert_array_equal(
+      restored,
+      vgg_values[conv_variables[0].op.name.replace('ssd_300_vgg/', 'vgg_16/',
+                                                    1)])
