@@ -291,13 +291,10 @@ class SSDNet(object):
 
   def losses(self, logits, localisations, gclasses, glocalisations, gious,
              negative_threshold=None, negative_ratio=3., alpha=1.,
-             label_smoothing=0., scope=None, match_threshold=None):
+             label_smoothing=0., scope=None):
     """Adds the SSD losses to the losses collection and returns them; the
     g* arguments are per-layer batches of `bboxes_encode` outputs.  See
-    `losses.ssd_losses`.  `match_threshold` is a DEPRECATED name of
-    `negative_threshold`, until train_ssd_network.py passes the latter."""
-    if negative_threshold is None:
-      negative_threshold = match_threshold
+    `losses.ssd_losses`."""
     return ssd_losses.ssd_losses(
         logits, localisations, gclasses, glocalisations, gious,
         negative_threshold=negative_threshold, negative_ratio=negative_ratio,

@@ -170,15 +170,6 @@ def test_ignored_anchors_are_never_negatives():
                              rtol=1e-6)
 
 
-def test_deprecated_match_threshold_is_the_negative_threshold():
-  rng = np.random.RandomState(4)
-  inputs = _random_targets(rng, 2, [(3, 3, 4)], num_classes=4,
-                           positive_rate=0.1)
-  np.testing.assert_allclose(
-      _run_losses(*inputs, match_threshold=0.3),
-      _numpy_losses(*inputs, negative_threshold=0.3), rtol=1e-5)
-
-
 def test_no_negative_threshold_is_the_match_threshold_no_band():
   # Targets from the encoder at match threshold 0.4: every background anchor
   # has IoU < 0.4, so negative_threshold None and 0.4 give the same loss,
