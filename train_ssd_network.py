@@ -44,6 +44,7 @@ FLAGS = flags.FLAGS
 FIRST_RUN_STEPS = 20
 FIRST_RUN_WARMUP_STEPS = 5
 FIRST_RUN_MAX_MINUTES = 7.0
+FIRST_RUN_LOG_EVERY_N_STEPS = 2
 
 
 def define_flags():
@@ -309,18 +310,30 @@ def _options(options_class, **resolved):
 
 
 def first_run_settings():
-  """{setting: value} of the first run on the sample data, or {} (logged)."""
+  """The first run's settings on the sample data (logged), by group.
+
+  Returns:
+    {'optimisation': {...}, 'logging': {...}}: empty unless the run is on
+    the built-in sample data without --max_number_of_steps; a flag given on
+    the command line always wins.
+  """
+  groups = dict(optimisation={}, logging={})
   if FLAGS.dataset_dir or FLAGS['max_number_of_steps'].present:
-    return {}
-  settings = dict(max_number_of_steps=FIRST_RUN_STEPS)
+    return groups
+  groups['optimisation']['max_number_of_steps'] = FIRST_RUN_STEPS
   if not FLAGS['warmup_steps'].present:
-    settings['warmup_steps'] = min(FLAGS.warmup_steps, FIRST_RUN_WARMUP_STEPS)
+    groups['optimisation']['warmup_steps'] = min(FLAGS.warmup_steps,
+                                                 FIRST_RUN_WARMUP_STEPS)
   if not FLAGS['max_training_minutes'].present:
-    settings['max_training_minutes'] = FIRST_RUN_MAX_MINUTES
+    groups['optimisation']['max_training_minutes'] = FIRST_RUN_MAX_MINUTES
+  if not FLAGS['log_every_n_steps'].present:
+    groups['logging']['log_every_n_steps'] = min(FLAGS.log_every_n_steps,
+                                                 FIRST_RUN_LOG_EVERY_N_STEPS)
   logging.info('First run on the built-in sample data: %s (pass '
                '--max_number_of_steps to train longer).', ', '.join(
-                   '--%s=%s' % item for item in sorted(settings.items())))
-  return settings
+                   '--%s=%s' % item for group in groups.values()
+                   for item in sorted(group.items())))
+  return groups
 
 
 def print_next_steps(config):
@@ -374,6 +387,7 @@ def config_from_flags(precision=None):
     ValueError: for inconsistent cluster flags.
   """
   settings = resolve_cluster_flags()
+  first_run = first_run_settings()
   deployment = dict(cluster=settings.cluster,
                     precision=precision or FLAGS.precision)
   if settings.cluster is not None:
@@ -386,13 +400,13 @@ def config_from_flags(precision=None):
       model=_options(training.ModelOptions),
       loss=_options(training.LossOptions),
       optimisation=_options(
-          training.OptimisationOptions, **first_run_settings(),
+          training.OptimisationOptions, **first_run['optimisation'],
           learning_rate_boundaries=[
               int(step) for step in FLAGS.learning_rate_boundaries],
           learning_rate_values=[
               float(rate) for rate in FLAGS.learning_rate_values]),
       deployment=_options(training.DeploymentOptions, **deployment),
-      logging=_options(training.LoggingOptions),
+      logging=_options(training.LoggingOptions, **first_run['logging']),
       seed=FLAGS.seed)
 
 

@@ -655,6 +655,7 @@ class StepRunner(object):
     self._budget_secs = (None if max_training_minutes is None
                          else 60.0 * max_training_minutes)
     self._start = None
+    self._start_step = None
     self._summary_op = graph.summary_op
     self._summary_writer = summary_writer
     self._summary_secs = save_summaries_secs
@@ -692,8 +693,12 @@ class StepRunner(object):
     # Read after the step: the step's own read may precede the increment.
     step = sess.run(global_step)
     self._interval_steps += 1
-    if step % self._log_every == 0 or step == self._max_steps:
+    # The first step of a run is logged too: the loss it starts from.
+    if (step % self._log_every == 0 or step == self._max_steps or
+        self._start_step is None):
       self._log(step, total_loss, terms, learning_rate)
+    if self._start_step is None:
+      self._start_step = step
     should_stop = (self._interrupted or self._stop_file_found(step) or
                    self._budget_spent(step) or (
                        self._max_steps is not None and
