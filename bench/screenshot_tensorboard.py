@@ -43,10 +43,12 @@ from datasets import sample_data
 
 FLAGS = flags.FLAGS
 LOOPBACK = '127.0.0.1'
-# The dashboards shot: (file name, URL fragment).
-DASHBOARDS = (('tensorboard_scalars.png', 'scalars'),
-              ('tensorboard_images.png', 'images'),
-              ('tensorboard_pr_curves.png', 'pr_curves'))
+# The dashboards shot: (file name, dashboard, flag holding its tag filter).
+# The URL fragment sets the tag filter and, for a few points per curve, no
+# smoothing.
+DASHBOARDS = (('tensorboard_scalars.png', 'scalars', 'scalars_filter'),
+              ('tensorboard_images.png', 'images', 'images_filter'),
+              ('tensorboard_pr_curves.png', 'pr_curves', 'pr_curves_filter'))
 
 
 def define_flags():
@@ -67,6 +69,14 @@ def define_flags():
   flags.DEFINE_integer('num_train', 32, 'Sample training images.')
   flags.DEFINE_integer('num_val', 8, 'Sample validation images (all '
                        'evaluated; the first 3 drawn).')
+  flags.DEFINE_string('scalars_filter',
+                      'mAP|learning_rate|total_loss|ssd_losses|images_per_sec',
+                      'Tag filter (regular expression) of the Scalars '
+                      'screenshot: the cards a user looks at first.')
+  flags.DEFINE_string('images_filter', '', 'Tag filter of the Images '
+                      'screenshot; empty: every image.')
+  flags.DEFINE_string('pr_curves_filter', '', 'Tag filter of the PR Curves '
+                      'screenshot; empty: every class.')
   flags.DEFINE_string('chromium', 'chromium', 'Headless Chromium binary.')
   flags.DEFINE_integer('width', 1400, 'Browser window width, pixels.')
   flags.DEFINE_integer('height', 900, 'Browser window height, pixels.')
@@ -187,7 +197,7 @@ def train_and_evaluate(work_dir):
         '--batch_size', str(FLAGS.batch_size), '--max_number_of_steps',
         str(step), '--log_every_n_steps', '1', '--save_summaries_secs', '5',
         '--num_readers', '1', '--num_preprocessing_threads', '2',
-        '--seed', '1'], log_path)
+        '--precision', 'float32', '--seed', '1'], log_path)
     _run_logged([
         sys.executable, os.path.join(PROJECT_ROOT, 'eval_ssd_network.py'),
         '--checkpoint_path', train_dir, '--dataset_dir', dataset_dir,
@@ -242,8 +252,11 @@ def shoot_dashboards(train_dir, output_dir):
   """Serves `train_dir` and shoots each dashboard of DASHBOARDS."""
   os.makedirs(output_dir, exist_ok=True)
   with TensorBoardServer(train_dir) as server:
-    for file_name, fragment in DASHBOARDS:
+    for file_name, dashboard, filter_flag in DASHBOARDS:
       path = os.path.join(output_dir, file_name)
+      fragment = '%s&_smoothingWeight=0&%s' % (
+          dashboard,
+          urllib.parse.urlencode({'tagFilter': FLAGS[filter_flag].value}))
       screenshot('%s/?darkMode=false#%s' % (server.url, fragment), path)
       size = shrink_png(path, FLAGS.max_png_bytes)
       print('%s: %d bytes' % (path, size))
