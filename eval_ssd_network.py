@@ -23,7 +23,8 @@ Outputs, in --eval_dir (default: `eval/` beside the checkpoints):
     detections as the VOC AP matched them, one point per score threshold
     0, 0.01, ..., 1); images detections/<image>: the first
     --num_summary_images images of the split, their ground truth (left)
-    beside the detections scoring >= --image_summary_min_score (right);
+    beside the best 10 detections scoring >= --image_summary_min_score
+    (right);
   * results.json: see `evaluate`;
   * voc: comp4_det_<split>_<class>.txt, every detection in the Pascal VOC
     results format, `<image_id> <score> <xmin> <ymin> <xmax> <ymax>`, pixels
@@ -88,6 +89,7 @@ BEST_METRICS = ('mAP_VOC07', 'mAP_VOC12') + tuple(
 PR_CURVE_THRESHOLDS = 101
 _LOG_EVERY_N_BATCHES = 10
 # White gap between the ground truth and the detections of a summary image.
+_MAX_SUMMARY_BOXES = 10  # Detections drawn per summary image.
 _GAP_PIXELS = 8
 _MIN_SUMMARY_THICKNESS = 3
 
@@ -123,7 +125,7 @@ def define_flags():
                        'TensorBoard image summaries of the detections on '
                        'this many images, the first of the split.',
                        lower_bound=0)
-  flags.DEFINE_float('image_summary_min_score', 0.5,
+  flags.DEFINE_float('image_summary_min_score', 0.2,
                      'Detections drawn in the image summaries score at '
                      'least this.')
   flags.DEFINE_boolean('progress', True,
@@ -247,7 +249,10 @@ class _Collector(object):
 
   def _draw(self, image, gt, found):
     """The ground truth (left) beside the detections (right)."""
-    shown = found['scores'] >= self.image_summary_min_score
+    # The best few above the threshold: an untrained network scores
+    # hundreds of anchors alike, which would bury the image.
+    order = np.argsort(-found['scores'], kind='stable')[:_MAX_SUMMARY_BOXES]
+    shown = order[found['scores'][order] >= self.image_summary_min_score]
     # At least 3 px: TensorBoard shows images scaled down in its cards.
     thickness = max(_MIN_SUMMARY_THICKNESS,
                     drawing.default_thickness(*image.shape[:2]))
@@ -289,7 +294,7 @@ def evaluate(checkpoint_path, dataset, eval_dir=None,
              settings=detection.DetectionSettings(), batch_size=8,
              matching_threshold=0.5, moving_average_decay=None,
              max_num_batches=None, data_format='NHWC', metrics=('voc',),
-             num_summary_images=3, image_summary_min_score=0.5,
+             num_summary_images=3, image_summary_min_score=0.2,
              progress=False):
   """Evaluates one checkpoint on a dataset split.
 
@@ -448,8 +453,8 @@ def _summary(results, collector):
             height=image.shape[0], width=image.shape[1], colorspace=3,
             encoded_image_string=encoded))
     value.metadata.summary_description = (
-        'Left: ground truth. Right: detections scoring >= %g.' %
-        collector.image_summary_min_score)
+        'Left: ground truth. Right: the best %d detections scoring >= %g.'
+        % (_MAX_SUMMARY_BOXES, collector.image_summary_min_score))
   return summary
 
 

@@ -1,7 +1,7 @@
 r"""Inference throughput on CPU: our SavedModel vs torchvision's ssd300_vgg16.
 
-  /work/bench-venv/bin/python bench/inference.py            # ~5-15 minutes
-  /work/bench-venv/bin/python bench/inference.py --rounds=3 --batch_sizes=1
+  ../bench-venv/bin/python bench/inference.py            # ~5-15 minutes
+  ../bench-venv/bin/python bench/inference.py --rounds=3 --batch_sizes=1
 
 Variants, all with random weights (speed does not depend on the values;
 21 classes as VOC):
@@ -14,7 +14,7 @@ Variants, all with random weights (speed does not depend on the values;
   torchvision  torchvision.models.detection.ssd300_vgg16, float32, eval mode
                (the same SSD300-VGG16 architecture), if torch is installed:
                PyTorch lives only in the benchmark's virtualenv
-               (/work/bench-venv), never in the project's requirements.
+               (../bench-venv), never in the project's requirements.
 What each one times, for a batch of VOC-sized photos (500x375):
   ours: JPEG decode, resize, the network, decoding and NMS (select 0.01,
         top 400 per class, keep 200), all inside the SavedModel (openvino:
@@ -119,7 +119,7 @@ def torchvision_variant():
     import torchvision
   except ImportError as error:
     print('torchvision skipped: %s (install torch and torchvision in the '
-          'benchmark virtualenv, /work/bench-venv)' % error)
+          'benchmark virtualenv, ../bench-venv)' % error)
     return {}
   model = torchvision.models.detection.ssd300_vgg16(
       weights=None, weights_backbone=None, num_classes=NUM_CLASSES).eval()

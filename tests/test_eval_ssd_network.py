@@ -266,7 +266,7 @@ def _check_events(events):
   assert ('detections/img_c', step) not in events
   value = events[('detections/img_a', step)]
   assert value.metadata.summary_description == (
-      'Left: ground truth. Right: detections scoring >= 0.5.')
+      'Left: ground truth. Right: the best 10 detections scoring >= 0.2.')
   encoded = value.image.encoded_image_string
   image = cv2.imdecode(np.frombuffer(encoded, np.uint8),
                        cv2.IMREAD_COLOR)[..., ::-1]

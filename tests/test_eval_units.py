@@ -156,3 +156,27 @@ def test_coco_ids_come_from_the_converted_json(tmp_path):
   assert eval_ssd_network._coco_source_ids(_FakeDataset(
       [{'source_dir': '/voc'}, {'annotations_file': str(tmp_path / 'gone')}]),
       labels) == (None, None)
+
+
+def test_summary_image_draws_only_the_best_detections_above_the_threshold():
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  collector = eval_ssd_network._Collector(  # pylint: disable=protected-access
+      {1: 'box'}, metrics=(), matching_threshold=0.5, num_summary_images=1,
+      image_summary_min_score=0.2)
+  size = 900
+  image = np.zeros([size, size, 3], np.uint8)
+  gt = {'labels': np.zeros([0], np.int64), 'bboxes': np.zeros([0, 4])}
+  # 30 detections, one per 30 px band: scores 0.01 ... 0.30; only the 10 best
+  # (0.21 ... 0.30) are >= 0.2 and within the cap of 10 -> drawn.
+  scores = np.arange(1, 31) / 100.
+  tops = np.arange(30) / 30.
+  bboxes = np.stack([tops, np.full(30, 0.1), tops + 0.02,
+                     np.full(30, 0.9)], axis=1)
+  found = {'classes': np.ones(30, np.int64), 'scores': scores,
+           'bboxes': bboxes}
+  drawn = collector._draw(image, gt, found)  # pylint: disable=protected-access
+  right = drawn[:, -size:]
+  # Probe each box's right edge, away from the label tags at its left.
+  rows_drawn = [row for row in range(30)
+                if right[int(tops[row] * size) + 4, int(0.9 * size) - 2].any()]
+  assert rows_drawn == list(range(20, 30))

@@ -8,8 +8,10 @@ other tests need comes from one session-scoped fixture, `trained_checkpoint`.
 import glob
 import inspect
 import os
+import signal
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -40,6 +42,30 @@ def run_script(train_dir, dataset_dir, *extra_flags, timeout=300):
   result = subprocess.run(command, capture_output=True, text=True,
                           timeout=timeout, cwd=PROJECT_ROOT)
   return result.returncode, result.stdout + result.stderr
+
+
+def run_until_step_then_signal(train_dir, dataset_dir, step, signum,
+                               timeout=300):
+  """Runs the training script with no step limit, sends `signum` once the
+  log shows `step`; returns (return code, combined output)."""
+  command = [sys.executable, SCRIPT, '--train_dir', str(train_dir),
+             '--dataset_dir', dataset_dir, '--batch_size', '1',
+             '--log_every_n_steps', '1', '--num_readers', '1', '--seed', '1']
+  process = subprocess.Popen(command, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True,
+                             cwd=PROJECT_ROOT)
+  watchdog = threading.Timer(timeout, process.kill)
+  watchdog.start()
+  lines = []
+  try:
+    for line in process.stdout:
+      lines.append(line)
+      if 'step %d:' % step in line:
+        process.send_signal(signum)
+    return process.wait(), ''.join(lines)
+  finally:
+    watchdog.cancel()
+    process.kill()
 
 
 def small_config(train_dir, dataset_dir, **groups):
@@ -186,11 +212,14 @@ def test_one_clone_trains_writes_summaries_and_resumes(tmp_path,
   assert '--batch_size=1' in text and 'sample_train_000.tfrecord' in text
   assert 'anchor_sizes' in text
 
-  code, log = run_script(tmp_path, sample_dataset_dir,
-                         '--max_number_of_steps', '3')
+  # Resume with no step limit; SIGTERM (a cluster manager's stop) after
+  # step 3 finishes the step, saves a checkpoint and exits 0.
+  code, log = run_until_step_then_signal(tmp_path, sample_dataset_dir, 3,
+                                         signal.SIGTERM)
   assert code == 0, log
   assert 'Resuming from' in log and 'model.ckpt-2' in log
-  assert checkpoint_step(tmp_path) == 3
+  assert 'SIGTERM: stopping after this step' in log
+  assert checkpoint_step(tmp_path) >= 3
 
 
 def test_model_and_loss_options_reach_the_network(tmp_path,

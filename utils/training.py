@@ -665,10 +665,11 @@ class StepRunner(object):
     self._interval_steps = 0
     self.failure = None
 
-  def request_stop(self, unused_signum=None, unused_frame=None):
-    logging.warning('Interrupted: stopping after this step and saving a '
+  def request_stop(self, signum=None, unused_frame=None):
+    logging.warning('%s: stopping after this step and saving a '
                     'checkpoint (press Ctrl-C again to abort without '
-                    'saving).')
+                    'saving).', 'SIGTERM' if signum == signal.SIGTERM
+                    else 'Interrupted')
     self._interrupted = True
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
@@ -979,10 +980,12 @@ def run_training(config, ssd_net, dataset, input_fn=None):
     def run_loop(master, loop_session_config):
       if tensors.sync_optimizer is not None:
         tensors.sync_optimizer.session_config = loop_session_config
-      # In a cluster, deployment/cluster.py watches the signals.
-      previous_handler = (signal.signal(signal.SIGINT,
-                                        step_runner.request_stop)
-                          if cluster is None else None)
+      # In a cluster, deployment/cluster.py watches the signals. Locally,
+      # Ctrl-C and SIGTERM (a cluster manager's or `kill`'s stop) both
+      # finish the step and save a checkpoint.
+      previous_handlers = ({sig: signal.signal(sig, step_runner.request_stop)
+                            for sig in (signal.SIGINT, signal.SIGTERM)}
+                           if cluster is None else {})
       try:
         slim.learning.train(
             tensors.train_op, logdir=config.logging.train_dir,
@@ -994,8 +997,8 @@ def run_training(config, ssd_net, dataset, input_fn=None):
             saver=saver, sync_optimizer=tensors.sync_optimizer,
             session_config=loop_session_config)
       finally:
-        if cluster is None:
-          signal.signal(signal.SIGINT, previous_handler)
+        for sig, handler in previous_handlers.items():
+          signal.signal(sig, handler)
 
     try:
       if cluster is None:
