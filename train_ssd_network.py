@@ -24,6 +24,9 @@ from absl import logging
 from utils import platform_info
 # Before TensorFlow is imported: it reads TF_ENABLE_ONEDNN_OPTS when it loads.
 ONEDNN = platform_info.configure_onednn()
+# TensorFlow's C++ INFO lines (a screenful per graph rewrite) stay out of the
+# training log unless asked for; warnings and errors still show.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf
 

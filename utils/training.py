@@ -381,19 +381,25 @@ def read_batch(input_fn, ssd_net, deploy_config, seed=None):
 
 
 def _positive_boxes(ssd_net, anchors, gclasses, glocalisations):
-  """The ground-truth boxes as matched to anchors, [B, num_anchors, 4].
+  """The ground-truth boxes as matched to anchors, [B, num_anchors, 4], and
+  their classes, [B, num_anchors].
 
   Decoding the targets of the positive anchors gives back the boxes the
-  network is trained on; the others become empty boxes.
+  network is trained on; the others become empty boxes of class 0 (not
+  drawn).
   """
   decoded = ssd_net.bboxes_decode(glocalisations, anchors)
-  boxes = []
+  boxes, classes = [], []
   for layer_classes, layer_boxes in zip(gclasses, decoded):
     batch_size = tf.shape(layer_boxes)[0]
     flat_boxes = tf.reshape(layer_boxes, [batch_size, -1, 4])
-    positive = tf.reshape(layer_classes > 0, [batch_size, -1, 1])
-    boxes.append(tf.where(positive, flat_boxes, tf.zeros_like(flat_boxes)))
-  return tf.concat(boxes, axis=1)
+    flat_classes = tf.reshape(layer_classes, [batch_size, -1])
+    positive = flat_classes > 0
+    boxes.append(tf.where(positive[..., None], flat_boxes,
+                          tf.zeros_like(flat_boxes)))
+    classes.append(tf.where(positive, flat_classes,
+                            tf.zeros_like(flat_classes)))
+  return tf.concat(boxes, axis=1), tf.concat(classes, axis=1)
 
 
 def make_clone_fn(ssd_net, batch_queue, batch_shape, loss, weight_decay,
@@ -423,9 +429,10 @@ def make_clone_fn(ssd_net, batch_queue, batch_shape, loss, weight_decay,
                    label_smoothing=loss.label_smoothing)
     # Kept only for the first clone (summaries are filtered by its scope).
     with _v1.device('/device:CPU:0'):
+      boxes, classes = _positive_boxes(ssd_net, anchors, gclasses,
+                                       glocalisations)
       _v1.summary.image('images_with_boxes', visualization.images_with_boxes(
-          images, _positive_boxes(ssd_net, anchors, gclasses, glocalisations),
-          data_format=data_format))
+          images, boxes, data_format=data_format, labels=classes))
     return end_points
   return clone_fn
 
