@@ -438,3 +438,15 @@ def test_non_finite_loss_stops_without_writing_nan(tmp_path,
   assert 'gradients_finite' in runner.failure
   for name, value in values.items():
     assert np.all(np.isfinite(value)), name
+
+
+def test_hparams_are_the_settings_that_tell_runs_apart(tmp_path):
+  config = small_config(tmp_path, str(tmp_path / 'data'))
+  hparams = training._hparams(config)  # pylint: disable=protected-access
+  assert hparams['batch_size'] == 1 and hparams['optimizer'] == 'adam'
+  assert {'learning_rate', 'precision', 'num_clones'} <= set(hparams)
+  # Other optimizers' settings stay in the Text tab only.
+  assert not any(name.startswith(('adadelta', 'ftrl', 'rmsprop'))
+                 for name in hparams), hparams
+  assert all(isinstance(value, (bool, int, float, str))
+             for value in hparams.values())

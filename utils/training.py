@@ -812,10 +812,22 @@ def _settings_text(config, ssd_params):
   return '\n'.join(rows)
 
 
+# The settings that tell runs apart: TensorBoard's HParams table gets these
+# (it sorts its columns by name, and a column per setting of every optimizer
+# buried them); all settings are in the Text tab.
+_KEY_HPARAMS = ('learning_rate', 'optimizer', 'batch_size', 'num_clones',
+                'precision', 'learning_rate_decay_type', 'warmup_steps',
+                'max_number_of_steps', 'weight_decay', 'batch_norm',
+                'anchor_sizes', 'augmentation', 'dataset_dir')
+
+
 def _hparams(config):
-  """{name: bool/int/float/str} of the settings, for TensorBoard's HParams."""
+  """{name: bool/int/float/str} of the _KEY_HPARAMS settings, for
+  TensorBoard's HParams."""
   values = {}
-  for name, value in config.settings():
+  settings = dict(config.settings())
+  for name, value in ((name, settings[name]) for name in _KEY_HPARAMS
+                      if name in settings):
     if value is None:
       continue
     if not isinstance(value, (bool, int, float, str)):
