@@ -8,7 +8,7 @@ The CPU kinds this project runs on, as measured (2 cores, e2e training step
 of SSD300 at batch 8):
   * Intel with AMX-BF16: oneDNN on by itself; bfloat16 2.5x float32;
   * AMD EPYC Zen 4 class, AVX512_BF16 (no AMX): oneDNN on by itself;
-    float32 7.4 s/step, mixed_bfloat16 4.2-5.5 s/step (1.4-1.8x);
+    float32 7.3 s/step, mixed_bfloat16 4.0 s/step (1.8x, quiet machine);
   * AMD EPYC with AVX2 + FMA only: oneDNN off by default and no faster
     when forced on (0.247 vs 0.246 images/s); bfloat16 no gain (TensorFlow's
     bfloat16 rewrite needs AVX512_BF16 or AMX).
