@@ -70,6 +70,9 @@ def write_checkpoint(directory, detections, random_weights=False,
   """
   ssd_net = nets_factory.build_ssd_net('ssd_300_vgg', num_classes=NUM_CLASSES)
   with tf.Graph().as_default():
+    # Fixed random weights: with random_weights, an unlucky draw could let
+    # another anchor outscore the set detection.
+    v1.set_random_seed(1234)
     global_step = v1.train.get_or_create_global_step()
     with slim.arg_scope(ssd_net.arg_scope()):
       ssd_net.net(v1.placeholder(tf.float32, [1, 300, 300, 3]),
