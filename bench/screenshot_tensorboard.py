@@ -11,7 +11,7 @@ Scalars, Images and PR Curves dashboards, saved as small PNGs in
 
   nice -n 10 .venv/bin/python bench/screenshot_tensorboard.py
   nice -n 10 .venv/bin/python bench/screenshot_tensorboard.py --noretrain \\
-      --output_dir /tmp/shots   # the same run, shot again
+      --output_dir bench/out/shots   # the same run, shot again
 
 Checkpoints, events and logs go under --work_dir (default
 bench/out/screenshot_tensorboard, erased first unless --noretrain).

@@ -4,7 +4,7 @@ Reads the records the way training does (`dataset_utils.decode_example`),
 so a record that decodes here decodes in training:
 
   python -m datasets.inspect_tfrecords tfrecords/commodity_train_*.tfrecord \
-      --draw_dir=/tmp/boxes --num_draw=8
+      --draw_dir=check_boxes --num_draw=8
 
 Prints record and object counts, image sizes, per-class statistics and the
 problems found (boxes outside [0, 1] or inverted, unknown labels).
