@@ -529,9 +529,8 @@ def test_mismatched_worker_fails_naming_both_lists_chief_and_ps_stop(
 
   stub_tasks.wait_for_line('ps0', 'Serving until the workers [0, 1] report')
   os.killpg(stub_tasks.processes['ps0'].pid, signal.SIGINT)
-  started = time.time()
+  # Bounded: a ps still blocked on its queue fails the wait.
   assert stub_tasks.wait('ps0', timeout=10) == 0
-  assert time.time() - started < 5
   assert 'SIGINT: ps task 0 stops.' in stub_tasks.log('ps0')
 
 
