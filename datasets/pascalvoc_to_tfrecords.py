@@ -135,10 +135,8 @@ def plan_conversion(dataset_dir, split=None, image_ids=None, class_names=None,
 
 
 def convert(dataset_dir, output_dir, output_name, split=None, image_ids=None,
-            class_names=None, discover_labels=False, samples_per_file=200,
-            shuffle=False, seed=0, num_threads=2, skip_bad=False,
-            keep_empty=False, allow_empty=False, max_image_side=None,
-            progress=False):
+            class_names=None, discover_labels=False, shuffle=False, seed=0,
+            skip_bad=False, **write_options):
   """Converts a VOC dataset (or one split of it) to TFRecords.
 
   Args:
@@ -151,17 +149,13 @@ def convert(dataset_dir, output_dir, output_name, split=None, image_ids=None,
     class_names: object class names (ids 1..N in this order); None: the 20
       VOC classes, or the sorted names found when `discover_labels`.
     discover_labels: take the classes from the annotations.
-    samples_per_file: records per shard.
     shuffle: shuffle the record order (with `seed`).
     seed: shuffle seed.
-    num_threads: threads reading and encoding images.
     skip_bad: skip (and count) images whose annotation or image is missing,
       malformed or corrupt, or that hold an unknown class, instead of
       stopping with an error.
-    keep_empty: keep images left without boxes (counted either way).
-    allow_empty: write a dataset of 0 images instead of failing.
-    max_image_side: store larger images downscaled to this longer side.
-    progress: show a progress bar on stderr.
+    **write_options: `conversion.write_dataset`'s (samples_per_file,
+      num_threads, keep_empty, allow_empty, max_image_side, progress).
 
   Returns:
     The metadata dict written to `<output_dir>/<output_name>.json`.
@@ -173,11 +167,8 @@ def convert(dataset_dir, output_dir, output_name, split=None, image_ids=None,
   plan = plan_conversion(dataset_dir, split, image_ids, class_names,
                          discover_labels, shuffle, seed, skip_bad)
   source = {'split': split, 'source_dir': os.path.abspath(dataset_dir)}
-  return conversion.write_dataset(
-      plan, output_dir, output_name, source,
-      samples_per_file=samples_per_file, num_threads=num_threads,
-      skip_bad=skip_bad, keep_empty=keep_empty, allow_empty=allow_empty,
-      max_image_side=max_image_side, progress=progress)
+  return conversion.write_dataset(plan, output_dir, output_name, source,
+                                  skip_bad=skip_bad, **write_options)
 
 
 FLAGS = flags.FLAGS
