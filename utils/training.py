@@ -164,11 +164,17 @@ class DeploymentOptions:
     return cluster_lib.Timeouts(self.cluster_timeout_secs, self.ps_idle_secs,
                                 self.stop_grace_secs)
 
+  @property
+  def aggregated_replicas(self):
+    """Workers' steps one synchronous global step aggregates (default: every
+    worker)."""
+    return self.replicas_to_aggregate or self.worker_replicas
+
   def images_per_step(self, batch_size):
     """Images one global step trains on (all clones and replicas)."""
     images = batch_size * self.num_clones
     if self.sync_replicas:
-      images *= self.replicas_to_aggregate or self.worker_replicas
+      images *= self.aggregated_replicas
     return images
 
 
@@ -531,8 +537,7 @@ def build_training_graph(config, ssd_net, deploy_config, input_fn,
     with _v1.device(deploy_config.optimizer_device()):
       sync_optimizer = optimizer = cluster_lib.SyncReplicasOptimizer(
           optimizer,
-          replicas_to_aggregate=(deployment.replicas_to_aggregate or
-                                 deployment.worker_replicas),
+          replicas_to_aggregate=deployment.aggregated_replicas,
           total_num_replicas=deployment.worker_replicas,
           variable_averages=moving_averages,
           variables_to_average=(slim.get_model_variables()
