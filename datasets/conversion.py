@@ -103,18 +103,6 @@ def read_class_list(path):
   return tuple(names)
 
 
-def _unknown_classes(images, class_names):
-  """{unknown name: {source: None}} in first-seen order."""
-  known = set(class_names)
-  unknown = collections.OrderedDict()
-  for image in images:
-    for obj in image.objects:
-      if obj.name not in known:
-        # Dicts as ordered sets: the first file is named in the error.
-        unknown.setdefault(obj.name, {})[image.source] = None
-  return unknown
-
-
 def make_plan(images, warnings, class_names, skip_bad=False, shuffle=False,
               seed=0):
   """The plan step: checks the classes and fixes the record order.
@@ -136,7 +124,22 @@ def make_plan(images, warnings, class_names, skip_bad=False, shuffle=False,
       file, the class, and the known classes.
   """
   warnings = list(warnings)
-  unknown = _unknown_classes(images, class_names)
+  known = set(class_names)
+  kept, unknown_objects = [], collections.Counter()
+  # {unknown name: {source: None}} in first-seen order (dicts as ordered
+  # sets: the first file is named in the error).
+  unknown = collections.OrderedDict()
+  for image in images:
+    names = [obj.name for obj in image.objects if obj.name not in known]
+    for name in names:
+      unknown.setdefault(name, {})[image.source] = None
+    if names:
+      unknown_objects.update(names)
+      warnings.append(('unknown_class', '%s: unknown class(es) %s, image '
+                       'skipped' % (image.source, ', '.join(sorted(set(
+                           names))))))
+    else:
+      kept.append(image)
   if unknown and not skip_bad:
     name, sources = next(iter(unknown.items()))
     raise ConversionError(
@@ -145,17 +148,6 @@ def make_plan(images, warnings, class_names, skip_bad=False, shuffle=False,
         '--skip_bad to skip those images.' %
         (next(iter(sources)), name, len(sources), len(unknown),
          ', '.join(unknown), ', '.join(class_names)))
-  known = set(class_names)
-  kept, unknown_objects = [], collections.Counter()
-  for image in images:
-    names = [obj.name for obj in image.objects if obj.name not in known]
-    if names:
-      unknown_objects.update(names)
-      warnings.append(('unknown_class', '%s: unknown class(es) %s, image '
-                       'skipped' % (image.source, ', '.join(sorted(set(
-                           names))))))
-    else:
-      kept.append(image)
   if shuffle:
     random.Random(seed).shuffle(kept)
   return ConversionPlan(kept, tuple(class_names), warnings,
