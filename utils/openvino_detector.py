@@ -45,7 +45,8 @@ def import_openvino():
 def _frozen_network(ssd_net, checkpoint_path, model_name,
                     moving_average_decay):
   """(GraphDef of the network with the checkpoint's weights as constants,
-  input name, output names, per-layer [H, W, A] shapes)."""
+  per-layer [H, W, A] shapes); its input is 'images', its outputs
+  'class_probabilities' and 'box_encodings'."""
   with tf.Graph().as_default() as graph:
     images = _v1.placeholder(
         tf.float32, [None] + list(ssd_net.params.img_shape) + [3],
