@@ -412,6 +412,12 @@ def wait_for_host(host, what, timeout_secs, stop=None):
     time.sleep(_POLL_SECS)
 
 
+def _wait_for_ps_tasks(cluster, timeout_secs, stop=None):
+  """`wait_for_host` for each ps task of `cluster`."""
+  for index, host in enumerate(cluster.ps_hosts):
+    wait_for_host(host, 'ps task %d' % index, timeout_secs, stop)
+
+
 # --------------------------------------------------------------------------
 # Servers and the cluster check.
 
@@ -681,8 +687,7 @@ def start_worker(cluster, config, timeouts=Timeouts()):
   server = start_server(cluster, config)
   with _StopSignals() as stop:
     check_cluster(server.target, cluster, timeouts.wait_secs, stop)
-    for index, host in enumerate(cluster.ps_hosts):
-      wait_for_host(host, 'ps task %d' % index, timeouts.wait_secs, stop)
+    _wait_for_ps_tasks(cluster, timeouts.wait_secs, stop)
   return WorkerTask(cluster, server, worker_session_config(cluster, config),
                     timeouts)
 
@@ -727,8 +732,7 @@ class WorkerTask(object):
       with graph.as_default(), graph.device(self.cluster.task_device):
         # A ps task gone while the graph was built would make the
         # connection wait forever.
-        for index, host in enumerate(self.cluster.ps_hosts):
-          wait_for_host(host, 'ps task %d' % index, self._timeouts.wait_secs)
+        _wait_for_ps_tasks(self.cluster, self._timeouts.wait_secs)
         done_report.connect(self.master, self.session_config)
         try:
           if ready_op is not None and not wait_for_chief(
