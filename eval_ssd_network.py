@@ -55,7 +55,6 @@ import glob
 import itertools
 import json
 import os
-import re
 import shutil
 import sys
 import time
@@ -164,8 +163,7 @@ def checkpoint_step(checkpoint_path):
   reader = tf.train.load_checkpoint(checkpoint_path)
   if reader.has_tensor('global_step'):
     return int(reader.get_tensor('global_step'))
-  match = re.search(r'-(\d+)$', checkpoint_path)
-  return int(match.group(1)) if match else None
+  return checkpoints.checkpoint_step(checkpoint_path)
 
 
 def _input_batches(dataset, ssd_net, model_name, settings, batch_size,
