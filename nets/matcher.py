@@ -75,7 +75,48 @@ def match(overlaps, match_threshold=0.5, negative_threshold=None,
 
 def _bipartite_match(overlaps):
   """Greedy bipartite matching of `match`: [N] int64 forced box per anchor
-  (-1 for none) and [N] float32 its IoU (0 for none).
+  (-1 for none) and [N] float32 its IoU (0 for none)."""
+  num_anchors = tf.shape(overlaps)[1]
+  best_anchors = tf.argmax(overlaps, axis=1)  # [G]; ties: lower anchor.
+  best_ious = tf.reduce_max(overlaps, axis=1)
+  picked_anchors, picked_ious = tf.cond(
+      _best_anchors_are_distinct(best_anchors, best_ious),
+      lambda: (tf.where(best_ious > 0., best_anchors, -1), best_ious),
+      lambda: _greedy_picks(overlaps))
+  # Per anchor: the box that picked it; row 0 stands for "no box".
+  picks = tf.equal(picked_anchors[:, tf.newaxis],
+                   tf.range(num_anchors, dtype=tf.int64))
+  no_box = tf.fill([1, num_anchors], tf.constant(-1, tf.int64))
+  box_ids = tf.range(tf.shape(overlaps, out_type=tf.int64)[0])[:, tf.newaxis]
+  forced_box = tf.reduce_max(
+      tf.concat([no_box, tf.where(picks, box_ids, no_box)], axis=0), axis=0)
+  forced_iou = tf.reduce_max(tf.concat(
+      [tf.zeros([1, num_anchors]),
+       tf.where(picks, picked_ious[:, tf.newaxis], 0.)], axis=0), axis=0)
+  return forced_box, forced_iou
+
+
+def _best_anchors_are_distinct(best_anchors, best_ious):
+  """Whether no two boxes that overlap some anchor share their best one.
+
+  Then the greedy matching gives every such box its best anchor: whichever
+  box the greedy step picks, its best anchor is still free (only that box
+  wanted it), so the highest free IoU of its row is there, at the lowest
+  anchor index of that IoU.  This is the common case; the loop of
+  `_greedy_picks` is only needed when best anchors collide.
+  """
+  overlapping = best_ious > 0.
+  same = tf.logical_and(
+      tf.equal(best_anchors[:, tf.newaxis], best_anchors[tf.newaxis, :]),
+      tf.logical_and(overlapping[:, tf.newaxis], overlapping[tf.newaxis, :]))
+  num_boxes = tf.shape(best_anchors)[0]
+  others = tf.logical_not(tf.eye(num_boxes, dtype=tf.bool))
+  return tf.logical_not(tf.reduce_any(tf.logical_and(same, others)))
+
+
+def _greedy_picks(overlaps):
+  """The greedy matching in a loop: [G] int64 anchor each box picked (-1 for
+  none) and [G] float32 its IoU.
 
   At most G - 1 anchors are taken before a box gets its own, so only each
   box's G best anchors can be picked: the loop runs on those [G, G]
@@ -122,13 +163,4 @@ def _bipartite_match(overlaps):
       (tf.constant(True),
        tf.cast(tf.zeros_like(overlaps[:, 0]), tf.int64) - 1,
        tf.zeros_like(overlaps[:, 0])))
-  # Per anchor: the box that picked it; row 0 stands for "no box".
-  picks = tf.equal(picked_anchors[:, tf.newaxis], tf.range(num_anchors))
-  no_box = tf.fill([1, num_anchors], tf.constant(-1, tf.int64))
-  box_ids = tf.range(num_boxes)[:, tf.newaxis]
-  forced_box = tf.reduce_max(
-      tf.concat([no_box, tf.where(picks, box_ids, no_box)], axis=0), axis=0)
-  forced_iou = tf.reduce_max(tf.concat(
-      [tf.zeros([1, num_anchors]),
-       tf.where(picks, picked_ious[:, tf.newaxis], 0.)], axis=0), axis=0)
-  return forced_box, forced_iou
+  return picked_anchors, picked_ious

@@ -126,3 +126,44 @@ def test_two_small_boxes_3_px_apart_get_one_forced_positive_each():
   expected_indices, expected_ious = _caffe_match(overlaps, 0.5)
   np.testing.assert_array_equal(indices, expected_indices)
   np.testing.assert_allclose(ious, expected_ious)
+
+
+def _picks(overlaps):
+  """(fast-path condition, greedy loop's picks) of the internal helpers."""
+  with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+    overlaps = tf.constant(overlaps, tf.float32)
+    distinct = matcher._best_anchors_are_distinct(  # pylint: disable=protected-access
+        tf.argmax(overlaps, axis=1), tf.reduce_max(overlaps, axis=1))
+    return sess.run(
+        [distinct, matcher._greedy_picks(overlaps)])  # pylint: disable=protected-access
+
+
+def test_distinct_best_anchors_by_hand():
+  # Boxes 0 and 1 share anchor 1: the loop is needed.
+  assert not _picks([[0.1, 0.6, 0.], [0.2, 0.5, 0.4]])[0]
+  # Distinct best anchors (box 2 overlaps nothing: its argmax 0 is no claim).
+  distinct, (anchors, ious) = _picks([[0.7, 0.6, 0.], [0.2, 0.5, 0.4],
+                                      [0., 0., 0.]])
+  assert distinct
+  np.testing.assert_array_equal(anchors, [0, 1, -1])
+  np.testing.assert_allclose(ious, [0.7, 0.5, 0.])
+  # Two identical boxes always collide.
+  assert not _picks([[0.3, 0.2], [0.3, 0.2]])[0]
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_distinct_best_anchors_take_the_argmax_like_the_loop(seed):
+  """Dense continuous IoUs: best anchors distinct, so `match` takes its
+  argmax path; it agrees with the loop and with SSD-Caffe's rule."""
+  rng = np.random.RandomState(seed)
+  overlaps = rng.uniform(0., 0.7, [8, 300]).astype(np.float32)
+  overlaps[3] = 0.
+  distinct, (anchors, ious) = _picks(overlaps)
+  assert distinct
+  np.testing.assert_array_equal(
+      anchors, np.where(overlaps.max(axis=1) > 0, overlaps.argmax(axis=1), -1))
+  np.testing.assert_allclose(ious, overlaps.max(axis=1))
+  indices, matched_ious = _match(overlaps, match_threshold=0.5)
+  expected_indices, expected_ious = _caffe_match(overlaps, 0.5)
+  np.testing.assert_array_equal(indices, expected_indices)
+  np.testing.assert_allclose(matched_ious, expected_ious)
