@@ -137,21 +137,46 @@ def distort_color(image, seed, probability=DISTORTION_PROBABILITY,
       low + (tf.constant(high) - low) *
       tf.random.stateless_uniform([4], value_seed))
   contrast_first = tf.random.stateless_uniform([], order_seed) < 0.5
-  # Adding 0 and multiplying by 1 leave every value as it is.
-  image = _clip(image + tf.where(brightness, delta, 0.))
-  image = _clip(image * tf.where(contrast & contrast_first,
-                                 contrast_factor, 1.))
-  image = tf.cond(
-      saturation,
-      lambda: _clip(tf.image.adjust_saturation(image, saturation_factor)),
-      lambda: image)
-  image = tf.cond(hue, lambda: _clip(tf.image.adjust_hue(image, hue_delta)),
-                  lambda: image)
-  image = _clip(image * tf.where(contrast & ~contrast_first,
-                                 contrast_factor, 1.))
+  image = _apply_if(brightness, lambda x: _clip(x + delta), image)
+  image = _apply_if(contrast & contrast_first,
+                    lambda x: _clip(x * contrast_factor), image)
+  image = _apply_if(
+      saturation, lambda x: _clip(adjust_saturation(x, saturation_factor)),
+      image)
+  image = _apply_if(hue, lambda x: _clip(tf.image.adjust_hue(x, hue_delta)),
+                    image)
+  image = _apply_if(contrast & ~contrast_first,
+                    lambda x: _clip(x * contrast_factor), image)
   order = tf.argsort(tf.random.stateless_uniform([3], swap_seed))
   return tf.cond(swap, lambda: tf.gather(image, order, axis=-1),
                  lambda: image)
+
+
+def adjust_saturation(image, factor):
+  """tf.image.adjust_saturation of a float RGB image, without HSV.
+
+  HSV saturation is s = (M - m) / M for a pixel of largest and smallest
+  channel M and m; hue and value M fixed, every channel c is affine in s,
+  so scaling s by `factor` (s clipped to 1, as HSV's) moves each channel to
+  M - f (M - c), f = min(factor, M / (M - m)).  Equal to TensorFlow's op up
+  to float rounding, ~10x faster on one core than its RGB-HSV-RGB kernel.
+
+  Args:
+    image: float32 [H, W, 3] RGB in [0, 1].
+    factor: float32 scalar >= 0.
+  """
+  # Per channel, not [H, W, 1] against [H, W, 3]: TensorFlow's broadcasts
+  # and 3-wide reductions cost more than the arithmetic.
+  channels = tf.unstack(image, num=3, axis=-1)
+  largest = tf.maximum(tf.maximum(channels[0], channels[1]), channels[2])
+  spread = largest - tf.minimum(tf.minimum(channels[0], channels[1]),
+                                channels[2])
+  # spread = 0 (grey): every channel is M whatever f is.
+  scale = tf.where(spread > 0.,
+                   tf.minimum(factor, tf.math.divide_no_nan(largest, spread)),
+                   1.)
+  return tf.stack([largest - scale * (largest - channel)
+                   for channel in channels], axis=-1)
 
 
 def random_zoom_out(bboxes, seed, max_ratio=ZOOM_OUT_MAX_RATIO,
@@ -348,8 +373,7 @@ def preprocess_for_train(image, labels, bboxes, out_shape, data_format='NHWC',
     image = distorted_view(image, window, out_shape, color_seed)
     # The canvas outside the image shows the mean colour, undistorted.
     in_image = tf_image.pixels_in_image(window, out_shape)
-    image = normalize_image(image * 255.) * tf.cast(
-        in_image[:, :, tf.newaxis], tf.float32)
+    image = tf_image.zero_outside(normalize_image(image * 255.), in_image)
     image, bboxes = random_flip_left_right(image, bboxes, flip_seed)
     return _to_data_format(image, data_format), labels, bboxes
 
@@ -405,6 +429,12 @@ def preprocess_image(image, labels, bboxes, out_shape, data_format='NHWC',
 
 def _clip(image):
   return tf.clip_by_value(image, 0., 1.)
+
+
+def _apply_if(condition, function, image):
+  """function(image) when `condition`, else image untouched (and no pass
+  over its pixels: on one core each costs ~1 ns per value)."""
+  return tf.cond(condition, lambda: function(image), lambda: image)
 
 
 def _call_seed(seed):

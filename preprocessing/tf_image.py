@@ -142,8 +142,7 @@ def sample_window(image, window, size):
   crop_box = tf.concat([first, last], axis=0) / tf.tile(image_size + 1., [2])
   sampled = tf.image.crop_and_resize(
       padded[tf.newaxis], crop_box[tf.newaxis], [0], size)[0]
-  in_image = pixels_in_image(window, size)
-  return sampled * tf.cast(in_image, tf.float32)[:, :, tf.newaxis]
+  return zero_outside(sampled, pixels_in_image(window, size))
 
 
 def window_region(image, window):
@@ -189,6 +188,14 @@ def pixels_in_image(window, size):
   in_image_rows = _centres_in_unit_interval(window[0], window[2], size[0])
   in_image_cols = _centres_in_unit_interval(window[1], window[3], size[1])
   return in_image_rows[:, tf.newaxis] & in_image_cols[tf.newaxis, :]
+
+
+def zero_outside(view, in_image):
+  """[H, W, C] view with 0 where the [H, W] bool `in_image` is False; the
+  view itself when the window shows only the image (no pass over it)."""
+  return tf.cond(
+      tf.reduce_all(in_image), lambda: view,
+      lambda: view * tf.cast(in_image, view.dtype)[:, :, tf.newaxis])
 
 
 def _pad_with_edges(image):

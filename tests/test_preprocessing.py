@@ -397,6 +397,30 @@ def test_saturation_scales_saturation_only(examples, monkeypatch):
   assert 1.45 < np.max(factors) <= 1.5 + 1e-3
 
 
+@pytest.mark.parametrize('factor', [0., 0.5, 1., 1.5, 4.])
+def test_adjust_saturation_equals_tensorflows_hsv_op(factor):
+  # Random colours, plus grey, black, white and fully saturated pixels
+  # (4x clips most saturations at 1).
+  image = np.random.RandomState(0).uniform(size=[20, 20, 3]).astype(
+      np.float32)
+  image[0, :4] = [[0.5] * 3, [0.] * 3, [1.] * 3, [1., 0., 0.2]]
+  ours, reference = _evaluate(lambda: (
+      ssd_vgg_preprocessing.adjust_saturation(tf.constant(image), factor),
+      tf.image.adjust_saturation(tf.constant(image), factor)))
+  np.testing.assert_allclose(ours, reference, atol=2e-6)
+  np.testing.assert_array_equal(ours[0, :3], image[0, :3])
+
+
+def test_zero_outside_passes_a_view_inside_the_image_through():
+  view = np.arange(24, dtype=np.float32).reshape(2, 4, 3) + 1.
+  inside = np.array([[True, True, False, True]] * 2)
+  masked, whole = _evaluate(lambda: (
+      tf_image.zero_outside(tf.constant(view), tf.constant(inside)),
+      tf_image.zero_outside(tf.constant(view), tf.ones([2, 4], tf.bool))))
+  np.testing.assert_array_equal(masked, view * inside[:, :, np.newaxis])
+  np.testing.assert_array_equal(whole, view)
+
+
 def test_hue_turns_up_to_36_degrees(examples, monkeypatch):
   image, changed = _distortions(examples, monkeypatch, 'HUE_MAX_DELTA')
   before = _hsv(image)
