@@ -224,7 +224,7 @@ def _is_complete(output_dir, settings):
   return True
 
 
-def ensure_sample_dataset(output_dir='tfrecords/sample', num_train=240,
+def ensure_sample_dataset(output_dir=DEFAULT_DIR, num_train=240,
                           num_val=60, seed=0):
   """Generates and converts the sample dataset unless it is already there.
 
@@ -271,7 +271,7 @@ def dataset_dir_or_sample(dataset_dir):
 
 def define_flags():
   """Defines the command-line flags (only when run as a program)."""
-  flags.DEFINE_string('output_dir', 'tfrecords/sample', 'Where the VOC tree '
+  flags.DEFINE_string('output_dir', DEFAULT_DIR, 'Where the VOC tree '
                       '(voc/) and the converted splits sample_train / '
                       'sample_val are written.')
   flags.DEFINE_integer('num_train', 240, 'Training images.', lower_bound=1)
