@@ -550,10 +550,9 @@ def run_parameter_server(cluster, exit_when_done=True, config=None,
 def _serve_until_done(server, cluster, idle_secs, stop):
   graph = tf.Graph()
   with graph.as_default():
-    dequeue = _done_queue(cluster.task).dequeue()
+    queue = _done_queue(cluster.task)
+    queued, dequeue = queue.size(), queue.dequeue()
   session_config = _v1.ConfigProto(device_filters=[cluster.task_device])
-  # Dequeue in short slices, so that signals and the idle bound are seen.
-  options = _v1.RunOptions(timeout_in_ms=int(_POLL_SECS * 1000))
   waiting = set(range(cluster.num_workers))
   chief_done_at = None
   with _v1.Session(server.target, graph=graph,
@@ -561,9 +560,10 @@ def _serve_until_done(server, cluster, idle_secs, stop):
     logging.info('Serving until the workers %s report the end of their '
                  'training.', sorted(waiting))
     while waiting and not stop.event.is_set():
-      try:
-        worker = int(sess.run(dequeue, options=options))
-      except tf.errors.DeadlineExceededError:
+      # Polls the size and dequeues only what is there: a dequeue cut short
+      # by a RunOptions timeout can lose a report enqueued at that moment.
+      num_reports = int(sess.run(queued))
+      if not num_reports:
         if (chief_done_at is not None and
             time.time() - chief_done_at > idle_secs):
           logging.warning(
@@ -571,12 +571,15 @@ def _serve_until_done(server, cluster, idle_secs, stop):
               '(--ps_idle_secs): they may have died. ps task %d exits.',
               sorted(waiting), idle_secs, cluster.task)
           return
+        stop.event.wait(_POLL_SECS)
         continue
-      waiting.discard(worker)
-      if worker == 0 or chief_done_at is not None:
-        chief_done_at = time.time()
-      logging.info('Worker %d finished; waiting for %s.', worker,
-                   sorted(waiting) or 'none')
+      for _ in range(num_reports):  # This ps task is the only consumer.
+        worker = int(sess.run(dequeue))
+        waiting.discard(worker)
+        if worker == 0 or chief_done_at is not None:
+          chief_done_at = time.time()
+        logging.info('Worker %d finished; waiting for %s.', worker,
+                     sorted(waiting) or 'none')
   if not waiting:
     # Give the last worker time to close its sessions on this server.
     time.sleep(1.0)
