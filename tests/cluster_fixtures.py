@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from deployment import cluster as cluster_lib
+from utils import checkpoints
 
 from conftest import PROJECT_ROOT
 
@@ -141,9 +142,10 @@ def assert_clean_exit(local_cluster, name):
   assert 'Traceback' not in log, log[-3000:]
 
 
-def latest_checkpoint_values(train_dir):
-  """{name: value} of the latest checkpoint, read as an evaluator would."""
-  reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(train_dir))
+def checkpoint_values(path):
+  """{name: value} of a checkpoint (prefix, or a directory: its latest),
+  read as an evaluator would."""
+  reader = tf.train.load_checkpoint(checkpoints.resolve_checkpoint_path(path))
   return {name: reader.get_tensor(name)
           for name in reader.get_variable_to_shape_map()}
 

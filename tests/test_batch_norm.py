@@ -38,7 +38,7 @@ from utils import paths
 from utils import training
 
 from cluster_fixtures import assert_clean_exit
-from cluster_fixtures import latest_checkpoint_values
+from cluster_fixtures import checkpoint_values
 from cluster_fixtures import make_cluster  # noqa: F401  (a fixture)
 from conftest import PROJECT_ROOT
 
@@ -65,13 +65,6 @@ def train(train_dir, dataset_dir, *flags):
        '--save_summaries_secs=0'] + SAME_BATCH_FLAGS + list(flags),
       capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT)
   return result.returncode, result.stdout + result.stderr
-
-
-def checkpoint_values(path):
-  """{name: value} of a checkpoint (prefix, or a directory: its latest)."""
-  reader = tf.train.load_checkpoint(checkpoints.resolve_checkpoint_path(path))
-  return {name: reader.get_tensor(name)
-          for name in reader.get_variable_to_shape_map()}
 
 
 def batch_norms(values):
@@ -375,7 +368,7 @@ def test_sync_replicas_update_the_moving_statistics(make_cluster,
           in local_cluster.log('worker0'))
   num_steps = len(local_cluster.steps('worker0'))
   assert num_steps >= 1
-  values = latest_checkpoint_values(local_cluster.train_dir)
+  values = checkpoint_values(local_cluster.train_dir)
   assert values['global_step'] == 1
   norms = batch_norms(values)
   assert len(norms) == NUM_BATCH_NORMS

@@ -19,7 +19,7 @@ from deployment import cluster as cluster_lib
 
 from cluster_fixtures import assert_clean_exit
 from cluster_fixtures import EXIT_TIMEOUT_SECS
-from cluster_fixtures import latest_checkpoint_values
+from cluster_fixtures import checkpoint_values
 from cluster_fixtures import LOCALHOST
 from cluster_fixtures import loopback_hosts
 from cluster_fixtures import make_cluster  # noqa: F401  (a fixture)
@@ -455,7 +455,7 @@ def test_tf_config_alone_runs_sync_replicas_and_all_tasks_exit(make_cluster):
   assert "Cluster checked: same as the chief's" in local_cluster.log(
       'worker1')
 
-  values = latest_checkpoint_values(local_cluster.train_dir)
+  values = checkpoint_values(local_cluster.train_dir)
   assert_holds_finite_model(values)
   # The moving averages go through the chief's aggregation.
   assert ('ssd_300_vgg/conv1/conv1_1/weights/ExponentialMovingAverage'
@@ -498,7 +498,7 @@ def test_async_workers_share_the_step_a_dead_worker_and_ctrl_c(make_cluster):
   assert ('workers [1] have not reported for 3 s (--ps_idle_secs)' in
           local_cluster.log('ps0'))
 
-  values = latest_checkpoint_values(local_cluster.train_dir)
+  values = checkpoint_values(local_cluster.train_dir)
   assert_holds_finite_model(values)
   # The chief saved where it stopped; asynchronous: every step of either
   # worker advanced the shared step.
