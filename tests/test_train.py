@@ -45,15 +45,18 @@ def run_script(train_dir, dataset_dir, *extra_flags, timeout=300):
 
 
 def run_until_step_then_signal(train_dir, dataset_dir, step, signum,
-                               timeout=300):
-  """Runs the training script with no step limit, sends `signum` once the
-  log shows `step`; returns (return code, combined output)."""
+                               *extra_flags, timeout=300, env=None):
+  """Runs the training script with no step limit (environment variables
+  `env` added), sends `signum` once the log shows `step`; returns (return
+  code, combined output)."""
   command = [sys.executable, SCRIPT, '--train_dir', str(train_dir),
              '--dataset_dir', dataset_dir, '--batch_size', '1',
-             '--log_every_n_steps', '1', '--num_readers', '1', '--seed', '1']
+             '--log_every_n_steps', '1', '--num_readers', '1',
+             '--seed', '1'] + list(extra_flags)
   process = subprocess.Popen(command, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True,
-                             cwd=PROJECT_ROOT)
+                             cwd=PROJECT_ROOT,
+                             env=dict(os.environ, **(env or {})))
   watchdog = threading.Timer(timeout, process.kill)
   watchdog.start()
   lines = []
@@ -193,6 +196,7 @@ def test_one_clone_trains_writes_summaries_and_resumes(tmp_path,
   assert 'CPU: ' in log and 'flags: ' in log
   assert 'oneDNN: on (TF_ENABLE_ONEDNN_OPTS' in log
   assert 'Precision: ' in log and '(auto: ' in log
+  assert 'Data format: N' in log
   tags = summary_tags(tmp_path)
   assert {'losses/total_loss', 'learning_rate',
           'losses/ssd_losses/localization',
@@ -213,10 +217,16 @@ def test_one_clone_trains_writes_summaries_and_resumes(tmp_path,
   assert 'anchor_sizes' in text
 
   # Resume with no step limit; SIGTERM (a cluster manager's stop) after
-  # step 3 finishes the step, saves a checkpoint and exits 0.
+  # step 3 finishes the step, saves a checkpoint and exits 0.  oneDNN held
+  # to AVX2 (as on an AVX2-only CPU) makes auto train in float32 and, at
+  # 2 images a batch, in NCHW: the layout is not in the checkpoint.
   code, log = run_until_step_then_signal(tmp_path, sample_dataset_dir, 3,
-                                         signal.SIGTERM)
+                                         signal.SIGTERM, '--batch_size=2',
+                                         env={'ONEDNN_MAX_CPU_ISA': 'AVX2'})
   assert code == 0, log
+  assert ('Data format: NCHW (auto: oneDNN convolves with AVX2 kernels here '
+          '(ONEDNN_MAX_CPU_ISA=AVX2)') in log, log
+  assert 'Precision: float32 (auto: ' in log
   assert 'Resuming from' in log and 'model.ckpt-2' in log
   assert 'SIGTERM: stopping after this step' in log
   assert checkpoint_step(tmp_path) >= 3

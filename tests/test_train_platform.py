@@ -49,11 +49,22 @@ def test_no_cpuinfo_still_names_a_cpu():
 ])
 def test_auto_precision_per_cpu_kind(cpuinfo, expected):
   flags = platform_info.cpu_description(cpuinfo)[1]
-  precision, reason = platform_info.resolve_precision('auto', False, flags)
+  precision, reason = platform_info.resolve_precision('auto', False, flags,
+                                                      environ={})
   assert precision == expected
   assert reason.startswith('auto: no GPU')
   if expected == 'mixed_bfloat16':
     assert 'avx512_bf16' in reason
+
+
+def test_auto_precision_is_float32_with_onednn_held_to_avx2():
+  amx_flags = platform_info.cpu_description(INTEL_AMX)[1]
+  precision, reason = platform_info.resolve_precision(
+      'auto', False, amx_flags, environ={'ONEDNN_MAX_CPU_ISA': 'AVX2'})
+  assert precision == 'float32' and 'ONEDNN_MAX_CPU_ISA=AVX2' in reason
+  assert platform_info.resolve_precision(
+      'mixed_bfloat16', False, amx_flags,
+      environ={'ONEDNN_MAX_CPU_ISA': 'AVX2'})[0] == 'mixed_bfloat16'
 
 
 def test_auto_is_float32_with_a_gpu_and_explicit_choices_stay():
@@ -89,10 +100,75 @@ def test_onednn_is_left_alone_off_x86():
   assert not enabled and environ == {} and 'not an x86 CPU' in reason
 
 
-def test_startup_report_names_cpu_onednn_and_precision():
+def test_startup_report_names_cpu_onednn_precision_and_layout():
   lines = platform_info.startup_report(
-      (True, 'why oneDNN'), ('float32', 'why float32'), cpuinfo=EPYC_AVX2)
+      (True, 'why oneDNN'), ('float32', 'why float32'), cpuinfo=EPYC_AVX2,
+      data_format=('NCHW', 'why NCHW'))
   assert lines[0].startswith('CPU: AMD EPYC 7B12, ')
   assert lines[0].endswith('flags: avx2 fma')
   assert lines[1] == 'oneDNN: on (why oneDNN)'
   assert lines[2] == 'Precision: float32 (why float32)'
+  assert lines[3] == 'Data format: NCHW (why NCHW)'
+  assert len(platform_info.startup_report(
+      (True, ''), ('float32', ''), cpuinfo=EPYC_AVX2)) == 3
+
+
+@pytest.mark.parametrize('cpuinfo, expected', [
+    (INTEL_AMX, 'NHWC'), (ZEN4_AVX512_BF16, 'NHWC'), (EPYC_AVX2, 'NCHW')])
+def test_auto_layout_per_cpu_kind(cpuinfo, expected):
+  """NCHW where oneDNN convolves with AVX2 kernels, NHWC on AVX-512."""
+  flags = platform_info.cpu_description(cpuinfo)[1]
+  data_format, reason = platform_info.resolve_data_format(
+      'auto', False, True, 8, flags, environ={})
+  assert data_format == expected
+  assert reason.startswith('auto: ')
+  assert ('no AVX-512' in reason) == (expected == 'NCHW')
+
+
+def test_auto_layout_follows_onednn_held_to_avx2():
+  zen4 = platform_info.cpu_description(ZEN4_AVX512_BF16)[1]
+  for name in platform_info.ONEDNN_ISA_ENVS:
+    for value in ('AVX2', 'avx2_vnni'):
+      data_format, reason = platform_info.resolve_data_format(
+          'auto', False, True, 8, zen4, environ={name: value})
+      assert data_format == 'NCHW'
+      assert '%s=%s' % (name, value) in reason
+  # Held at (or above) AVX-512: NHWC.
+  assert platform_info.resolve_data_format(
+      'auto', False, True, 8, zen4,
+      environ={'ONEDNN_MAX_CPU_ISA': 'AVX512_CORE'})[0] == 'NHWC'
+
+
+def test_auto_layout_is_nhwc_with_a_gpu_or_without_onednn():
+  avx2 = platform_info.cpu_description(EPYC_AVX2)[1]
+  assert platform_info.resolve_data_format(
+      'auto', True, True, 8, avx2, environ={}) == ('NHWC',
+                                                'auto: a GPU is visible')
+  data_format, reason = platform_info.resolve_data_format(
+      'auto', False, False, 8, avx2, environ={})
+  assert data_format == 'NHWC' and 'oneDNN is off' in reason
+  # A batch of 1 on NCHW meets oneDNN's reference convolution on AVX2.
+  data_format, reason = platform_info.resolve_data_format(
+      'auto', False, True, 1, avx2, environ={})
+  assert data_format == 'NHWC' and 'not for a batch of 1' in reason
+
+
+def test_explicit_layouts_stay_but_nchw_needs_onednn_or_a_gpu():
+  avx2 = platform_info.cpu_description(EPYC_AVX2)[1]
+  zen4 = platform_info.cpu_description(ZEN4_AVX512_BF16)[1]
+  for data_format in platform_info.DATA_FORMATS:
+    for flags in (avx2, zen4):
+      assert platform_info.resolve_data_format(
+          data_format, False, True, 1, flags, environ={}) == (
+              data_format, 'asked for with --data_format')
+  assert platform_info.resolve_data_format(
+      'NCHW', True, False, 8, avx2, environ={})[0] == 'NCHW'
+  assert platform_info.resolve_data_format(
+      'NHWC', False, False, 8, avx2, environ={})[0] == 'NHWC'
+  with pytest.raises(ValueError, match=r'--data_format=NCHW needs a GPU '
+                     r'or oneDNN \(TF_ENABLE_ONEDNN_OPTS=1\)'):
+    platform_info.resolve_data_format('NCHW', False, False, 8, avx2,
+                                      environ={})
+  with pytest.raises(ValueError, match='auto, NHWC, NCHW'):
+    platform_info.resolve_data_format('NCWH', False, True, 8, avx2,
+                                      environ={})

@@ -11,7 +11,10 @@ of SSD300 at batch 8):
     float32 7.3 s/step, mixed_bfloat16 4.0 s/step (1.8x, quiet machine);
   * AMD EPYC with AVX2 + FMA only: oneDNN off by default and no faster
     when forced on (0.247 vs 0.246 images/s); bfloat16 no gain (TensorFlow's
-    bfloat16 rewrite needs AVX512_BF16 or AMX).
+    bfloat16 rewrite needs AVX512_BF16 or AMX).  oneDNN's AVX2 convolutions
+    of NHWC tensors are slow: on Zen 4 held to AVX2 (ONEDNN_MAX_CPU_ISA),
+    NCHW trained 1.17-1.27x faster (bench/README.md), so it is the default
+    layout there.
 """
 import os
 import platform
@@ -29,6 +32,18 @@ RELEVANT_CPU_FLAGS = ('avx2', 'fma', 'avx512f', 'avx512bw', 'avx512vl',
                       'avx512_vnni', 'avx512_bf16', 'amx_tile', 'amx_bf16')
 # Either one makes TensorFlow's bfloat16 rewrite fast.
 BFLOAT16_CPU_FLAGS = ('amx_bf16', 'avx512_bf16')
+
+# The layouts of the network's activations; 'auto' picks one
+# (resolve_data_format).
+DATA_FORMATS = ('NHWC', 'NCHW')
+REQUESTED_DATA_FORMATS = ('auto',) + DATA_FORMATS
+# oneDNN's avx512_core kernels (AVX-512 F + BW + VL) convolve NHWC tensors
+# directly; below them, its NHWC kernels are slower than its NCHW path.
+_AVX512_CORE_FLAGS = ('avx512f', 'avx512bw', 'avx512vl')
+# Environment variables that hold oneDNN to an instruction set, and the
+# values of theirs below AVX-512.
+ONEDNN_ISA_ENVS = ('ONEDNN_MAX_CPU_ISA', 'DNNL_MAX_CPU_ISA')
+_BELOW_AVX512_ISAS = ('sse41', 'avx', 'avx2', 'avx2_vnni', 'avx2_vnni_2')
 
 ONEDNN_ENV = 'TF_ENABLE_ONEDNN_OPTS'
 # TensorFlow turns oneDNN on by itself on x86 CPUs with one of these.
@@ -115,7 +130,8 @@ def configure_onednn(environ=None, machine=None, cpu_flags=None):
   return True, '%s=1 set for this x86 CPU: %s' % (ONEDNN_ENV, why)
 
 
-def resolve_precision(requested, gpu_available, cpu_flags=None):
+def resolve_precision(requested, gpu_available, cpu_flags=None,
+                      environ=None):
   """The compute precision to train with, and why.
 
   'auto' is mixed_bfloat16 on a CPU with AMX or AVX512_BF16 when no GPU is
@@ -126,6 +142,8 @@ def resolve_precision(requested, gpu_available, cpu_flags=None):
     requested: one of REQUESTED_PRECISIONS.
     gpu_available: whether TensorFlow sees a GPU.
     cpu_flags: the CPU's relevant flags; default: this machine's.
+    environ: the environment (ONEDNN_MAX_CPU_ISA below AVX-512 makes auto
+      float32); default os.environ.
 
   Returns:
     (precision, reason): precision is one of PRECISIONS.
@@ -141,6 +159,10 @@ def resolve_precision(requested, gpu_available, cpu_flags=None):
   if gpu_available:
     return 'float32', ('auto: a GPU is visible (mixed_float16 is opt-in: '
                        '--precision mixed_float16)')
+  held = onednn_isa_below_avx512(environ)
+  if held:
+    return 'float32', ('auto: no GPU, and oneDNN is held below AVX-512 '
+                       '(%s; bfloat16 would be no faster)' % held)
   if cpu_flags is None:
     cpu_flags = cpu_description()[1]
   bfloat16_flags = [flag for flag in BFLOAT16_CPU_FLAGS if flag in cpu_flags]
@@ -151,16 +173,86 @@ def resolve_precision(requested, gpu_available, cpu_flags=None):
                      'AVX512_BF16 (bfloat16 would be no faster)')
 
 
-def startup_report(onednn, precision, cpuinfo=None):
-  """The lines the training log starts with: CPU, oneDNN, precision, why.
+def onednn_isa_below_avx512(environ=None):
+  """The instruction set oneDNN is held to below AVX-512, or None."""
+  environ = os.environ if environ is None else environ
+  for name in ONEDNN_ISA_ENVS:
+    value = environ.get(name, '').strip().lower()
+    if value in _BELOW_AVX512_ISAS:
+      return '%s=%s' % (name, environ[name])
+  return None
+
+
+def resolve_data_format(requested, gpu_available, onednn_enabled,
+                        batch_size, cpu_flags=None, environ=None):
+  """The layout of the network's activations to train with, and why.
+
+  'auto' is NCHW where oneDNN convolves with AVX2 kernels (an x86 CPU
+  without AVX-512, or oneDNN held below it by ONEDNN_MAX_CPU_ISA), no GPU
+  is visible and a clone's batch holds 2 images or more: there oneDNN's
+  NHWC kernels are slower than its NCHW path (im2col and its GEMM), but for
+  a batch of 1 it falls back to its naive reference convolution on NCHW
+  (tens of seconds a layer).  NHWC elsewhere: oneDNN's AVX-512 kernels take
+  NHWC directly (NCHW was 0.82x on Zen 4), and GPUs keep the layout they
+  had.  An explicit layout is kept, but NCHW on a CPU needs oneDNN
+  (TensorFlow's own CPU convolution is NHWC only).
+
+  Args:
+    requested: one of REQUESTED_DATA_FORMATS.
+    gpu_available: whether TensorFlow sees a GPU.
+    onednn_enabled: configure_onednn's verdict.
+    batch_size: images per clone per step.
+    cpu_flags: the CPU's relevant flags; default: this machine's.
+    environ: the environment (ONEDNN_MAX_CPU_ISA); default os.environ.
+
+  Returns:
+    (data_format, reason): data_format is one of DATA_FORMATS.
+
+  Raises:
+    ValueError: for an unknown layout, or NCHW on a CPU without oneDNN.
+  """
+  if requested not in REQUESTED_DATA_FORMATS:
+    raise ValueError('Unknown --data_format %r; valid: %s.' %
+                     (requested, ', '.join(REQUESTED_DATA_FORMATS)))
+  if requested == 'NCHW' and not (gpu_available or onednn_enabled):
+    raise ValueError('--data_format=NCHW needs a GPU or oneDNN (%s=1): '
+                     'TensorFlow\'s own CPU convolution takes NHWC only; '
+                     'use --data_format=auto or NHWC.' % ONEDNN_ENV)
+  if requested != 'auto':
+    return requested, 'asked for with --data_format'
+  if gpu_available:
+    return 'NHWC', 'auto: a GPU is visible'
+  if not onednn_enabled:
+    return 'NHWC', 'auto: oneDNN is off (TensorFlow\'s own convolution)'
+  held = onednn_isa_below_avx512(environ)
+  if cpu_flags is None:
+    cpu_flags = cpu_description()[1]
+  if held is None and all(flag in cpu_flags for flag in _AVX512_CORE_FLAGS):
+    return 'NHWC', ('auto: oneDNN\'s AVX-512 convolutions take NHWC '
+                    'directly')
+  why = held or 'no AVX-512'
+  if batch_size < 2:
+    return 'NHWC', ('auto: oneDNN convolves with AVX2 kernels here (%s); '
+                    'NCHW would be faster, but not for a batch of 1' % why)
+  return 'NCHW', ('auto: oneDNN convolves with AVX2 kernels here (%s), '
+                  'faster on NCHW' % why)
+
+
+def startup_report(onednn, precision, cpuinfo=None, data_format=None):
+  """The lines the training log starts with: CPU, oneDNN, precision,
+  layout, and why.
 
   Args:
     onednn: configure_onednn's (enabled, reason).
     precision: resolve_precision's (precision, reason).
     cpuinfo: the text of /proc/cpuinfo; default: read it.
+    data_format: resolve_data_format's (data_format, reason), if resolved.
   """
   model_name, cpu_flags = cpu_description(cpuinfo)
-  return ['CPU: %s, %d logical cores; flags: %s' % (
-              model_name, os.cpu_count() or 0, ' '.join(cpu_flags) or 'none'),
-          'oneDNN: %s (%s)' % ('on' if onednn[0] else 'off', onednn[1]),
-          'Precision: %s (%s)' % precision]
+  lines = ['CPU: %s, %d logical cores; flags: %s' % (
+               model_name, os.cpu_count() or 0, ' '.join(cpu_flags) or 'none'),
+           'oneDNN: %s (%s)' % ('on' if onednn[0] else 'off', onednn[1]),
+           'Precision: %s (%s)' % precision]
+  if data_format is not None:
+    lines.append('Data format: %s (%s)' % data_format)
+  return lines
