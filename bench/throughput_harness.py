@@ -68,8 +68,8 @@ def _training_config(data_dir, precision, clones, batch, seed, extra):
   argv = ['train_ssd_network.py', '--dataset_name=voc',
           '--dataset_split_name=train', '--dataset_dir=' + data_dir,
           '--precision=' + precision, '--num_clones=%d' % clones,
-          '--clone_on_cpu', '--batch_size=%d' % batch, '--seed=%d' % seed,
-          '--data_format=NHWC'] + list(extra)
+          '--clone_on_cpu', '--batch_size=%d' % batch,
+          '--seed=%d' % seed] + list(extra)
   flags.FLAGS.unparse_flags()
   flags.FLAGS(argv)
   return train_ssd_network.config_from_flags()

@@ -8,6 +8,10 @@ It needs torch and torchvision, which are never project dependencies: run it
 with the benchmark's virtualenv (bench/README.md, "Inference on CPU"):
 
   OMP_WAIT_POLICY=PASSIVE ../bench-venv/bin/python bench/torchvision_train_step.py
+  # PyTorch held to AVX2 (its own kernels, oneDNN and MKL), float32 only:
+  ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+      OMP_WAIT_POLICY=PASSIVE ../bench-venv/bin/python \
+      bench/torchvision_train_step.py --precisions=float32
 """
 import argparse
 import os
@@ -17,6 +21,9 @@ import time
 import torch
 import torchvision
 
+# What each --precisions name runs under: autocast to this dtype, or none.
+PRECISIONS = {'float32': None, 'bf16_autocast': torch.bfloat16}
+
 
 def parse_args():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -25,7 +32,15 @@ def parse_args():
                       help='Measured steps per precision.')
   parser.add_argument('--warmup', type=int, default=1)
   parser.add_argument('--threads', type=int, default=os.cpu_count())
-  return parser.parse_args()
+  parser.add_argument('--precisions', default=','.join(PRECISIONS),
+                      help='Comma-separated, of: %s.' % ', '.join(PRECISIONS))
+  args = parser.parse_args()
+  args.precisions = args.precisions.split(',')
+  unknown = sorted(set(args.precisions) - set(PRECISIONS))
+  if unknown:
+    parser.error('--precisions: unknown %s; known: %s' % (
+        ', '.join(unknown), ', '.join(PRECISIONS)))
+  return args
 
 
 def batch_of(batch, generator):
@@ -58,16 +73,20 @@ def main():
   torch.manual_seed(0)
   images, targets = batch_of(args.batch, torch.Generator().manual_seed(0))
   steps = {}
-  for name, dtype in (('float32', None), ('bf16_autocast', torch.bfloat16)):
+  for name in args.precisions:
+    dtype = PRECISIONS[name]
     model = torchvision.models.detection.ssd300_vgg16(
         weights=None, weights_backbone=None, num_classes=21)
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     steps[name] = step_function(model, optimizer, images, targets, dtype)
-  print('torch %s, torchvision %s, %d threads, batch %d; load before: '
-        '%.2f %.2f %.2f' % ((torch.__version__, torchvision.__version__,
-                             torch.get_num_threads(), args.batch) +
-                            os.getloadavg()))
+  print('torch %s, torchvision %s, %d threads, batch %d, CPU capability '
+        '%s, ONEDNN_MAX_CPU_ISA=%s; load before: %.2f %.2f %.2f' % (
+            (torch.__version__, torchvision.__version__,
+             torch.get_num_threads(), args.batch,
+             torch.backends.cpu.get_cpu_capability(),
+             os.environ.get('ONEDNN_MAX_CPU_ISA', '(unset)')) +
+            os.getloadavg()))
   for step in steps.values():
     for _ in range(args.warmup):
       step()
