@@ -118,8 +118,9 @@ def define_flags():
                      'VOC: a detection matches an object when their IoU is '
                      'above this.')
   flags.DEFINE_enum('data_format', 'NHWC', ['NHWC', 'NCHW'],
-                    'Layout of the network activations: NHWC (CPU) or NCHW '
-                    '(faster on GPUs).')
+                    'Layout of the network activations: NHWC or NCHW (on a '
+                    'CPU only with oneDNN; training\'s auto layout was not '
+                    'measured for evaluation).')
   flags.DEFINE_integer('num_summary_images', 3,
                        'TensorBoard image summaries of the detections on '
                        'this many images, the first of the split.',

@@ -96,6 +96,9 @@ def _build(training, config, mode):
 
 def _import_training():
   # pylint: disable=g-import-not-at-top
+  # First: it sets oneDNN's switch as training does, before TensorFlow
+  # reads it.
+  import train_ssd_network  # noqa: F401
   import tensorflow as tf
   from utils import train_tools
   from utils import training

@@ -214,7 +214,7 @@ class SSDNet(object):
 
     Args:
       weight_decay: L2 regularisation of the convolution weights.
-      data_format: 'NHWC' (required on CPU) or 'NCHW' (faster on GPUs); the
+      data_format: 'NHWC' or 'NCHW' (on a CPU only through oneDNN); the
         variables are the same either way.
       batch_norm_decay: decay of the batch norm moving statistics (with
         `params.batch_norm`); batch norm learns a scale and an offset.

@@ -8,11 +8,13 @@ other tests need comes from one session-scoped fixture, `trained_checkpoint`.
 import glob
 import inspect
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 
+from google.protobuf import text_format
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -180,6 +182,15 @@ def static_summary_tags(summary_op):
   return tags
 
 
+def conv_layouts(train_dir):
+  """The data_format attributes of the Conv2D ops in train_dir's graph."""
+  graph_def = tf.compat.v1.GraphDef()
+  with open(os.path.join(str(train_dir), 'graph.pbtxt')) as graph_file:
+    text_format.Parse(graph_file.read(), graph_def)
+  return {node.attr['data_format'].s.decode() for node in graph_def.node
+          if node.op == 'Conv2D'}
+
+
 def test_one_clone_trains_writes_summaries_and_resumes(tmp_path,
                                                        sample_dataset_dir):
   code, log = run_script(tmp_path, sample_dataset_dir,
@@ -197,6 +208,8 @@ def test_one_clone_trains_writes_summaries_and_resumes(tmp_path,
   assert 'oneDNN: on (TF_ENABLE_ONEDNN_OPTS' in log
   assert 'Precision: ' in log and '(auto: ' in log
   assert 'Data format: N' in log
+  first_layout, = re.search(r'Data format: (N[A-Z]+)', log).groups()
+  assert conv_layouts(tmp_path) == {first_layout}
   tags = summary_tags(tmp_path)
   assert {'losses/total_loss', 'learning_rate',
           'losses/ssd_losses/localization',
@@ -227,6 +240,7 @@ def test_one_clone_trains_writes_summaries_and_resumes(tmp_path,
   assert ('Data format: NCHW (auto: oneDNN convolves with AVX2 kernels here '
           '(ONEDNN_MAX_CPU_ISA=AVX2)') in log, log
   assert 'Precision: float32 (auto: ' in log
+  assert conv_layouts(tmp_path) == {'NCHW'}
   assert 'Resuming from' in log and 'model.ckpt-2' in log
   assert 'SIGTERM: stopping after this step' in log
   assert checkpoint_step(tmp_path) >= 3

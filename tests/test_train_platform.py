@@ -133,10 +133,26 @@ def test_auto_layout_follows_onednn_held_to_avx2():
           'auto', False, True, 8, zen4, environ={name: value})
       assert data_format == 'NCHW'
       assert '%s=%s' % (name, value) in reason
+  # oneDNN reads ONEDNN_MAX_CPU_ISA first.
+  assert platform_info.resolve_data_format(
+      'auto', False, True, 8, zen4, environ={
+          'ONEDNN_MAX_CPU_ISA': 'AVX512_CORE', 'DNNL_MAX_CPU_ISA': 'AVX2'}
+  )[0] == 'NHWC'
+  # Held below AVX2 (not measured): NHWC, saying why.
+  data_format, reason = platform_info.resolve_data_format(
+      'auto', False, True, 8, zen4, environ={'DNNL_MAX_CPU_ISA': 'AVX'})
+  assert data_format == 'NHWC' and 'DNNL_MAX_CPU_ISA=AVX' in reason
   # Held at (or above) AVX-512: NHWC.
   assert platform_info.resolve_data_format(
       'auto', False, True, 8, zen4,
       environ={'ONEDNN_MAX_CPU_ISA': 'AVX512_CORE'})[0] == 'NHWC'
+
+
+@pytest.mark.parametrize('flags', [[], ['fma'], ['avx512f']])
+def test_auto_layout_is_nhwc_without_avx2_or_unread_flags(flags):
+  data_format, reason = platform_info.resolve_data_format(
+      'auto', False, True, 8, flags, environ={})
+  assert data_format == 'NHWC' and 'neither AVX-512 nor AVX2' in reason
 
 
 def test_auto_layout_is_nhwc_with_a_gpu_or_without_onednn():

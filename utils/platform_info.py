@@ -40,10 +40,12 @@ REQUESTED_DATA_FORMATS = ('auto',) + DATA_FORMATS
 # oneDNN's avx512_core kernels (AVX-512 F + BW + VL) convolve NHWC tensors
 # directly; below them, its NHWC kernels are slower than its NCHW path.
 _AVX512_CORE_FLAGS = ('avx512f', 'avx512bw', 'avx512vl')
-# Environment variables that hold oneDNN to an instruction set, and the
-# values of theirs below AVX-512.
+# Environment variables that hold oneDNN to an instruction set (oneDNN
+# reads the first one set), and their values below AVX-512: the AVX2 ones,
+# then the older ones.
 ONEDNN_ISA_ENVS = ('ONEDNN_MAX_CPU_ISA', 'DNNL_MAX_CPU_ISA')
-_BELOW_AVX512_ISAS = ('sse41', 'avx', 'avx2', 'avx2_vnni', 'avx2_vnni_2')
+_AVX2_ISAS = ('avx2', 'avx2_vnni', 'avx2_vnni_2')
+_BELOW_AVX2_ISAS = ('sse41', 'avx')
 
 ONEDNN_ENV = 'TF_ENABLE_ONEDNN_OPTS'
 # TensorFlow turns oneDNN on by itself on x86 CPUs with one of these.
@@ -135,7 +137,8 @@ def resolve_precision(requested, gpu_available, cpu_flags=None,
   """The compute precision to train with, and why.
 
   'auto' is mixed_bfloat16 on a CPU with AMX or AVX512_BF16 when no GPU is
-  visible, float32 elsewhere (mixed_float16 on GPUs stays opt-in: it needs
+  visible and oneDNN is not held below AVX-512 (ONEDNN_MAX_CPU_ISA), float32
+  elsewhere (mixed_float16 on GPUs stays opt-in: it needs
   loss scaling and may need tuning).  An explicit precision is kept.
 
   Args:
@@ -159,10 +162,10 @@ def resolve_precision(requested, gpu_available, cpu_flags=None,
   if gpu_available:
     return 'float32', ('auto: a GPU is visible (mixed_float16 is opt-in: '
                        '--precision mixed_float16)')
-  held = onednn_isa_below_avx512(environ)
-  if held:
+  cap = onednn_isa_cap(environ)
+  if cap:
     return 'float32', ('auto: no GPU, and oneDNN is held below AVX-512 '
-                       '(%s; bfloat16 would be no faster)' % held)
+                       '(%s; bfloat16 would be no faster)' % cap[0])
   if cpu_flags is None:
     cpu_flags = cpu_description()[1]
   bfloat16_flags = [flag for flag in BFLOAT16_CPU_FLAGS if flag in cpu_flags]
@@ -173,13 +176,20 @@ def resolve_precision(requested, gpu_available, cpu_flags=None,
                      'AVX512_BF16 (bfloat16 would be no faster)')
 
 
-def onednn_isa_below_avx512(environ=None):
-  """The instruction set oneDNN is held to below AVX-512, or None."""
+def onednn_isa_cap(environ=None):
+  """How oneDNN is held below AVX-512: (setting, is_avx2), or None.
+
+  setting is the 'NAME=value' that holds it; is_avx2 whether the value is
+  one of the AVX2 instruction sets (or an older one).  oneDNN reads the
+  first of ONEDNN_ISA_ENVS that is set.
+  """
   environ = os.environ if environ is None else environ
   for name in ONEDNN_ISA_ENVS:
-    value = environ.get(name, '').strip().lower()
-    if value in _BELOW_AVX512_ISAS:
-      return '%s=%s' % (name, environ[name])
+    if name in environ:
+      value = environ[name].strip().lower()
+      if value in _AVX2_ISAS + _BELOW_AVX2_ISAS:
+        return '%s=%s' % (name, environ[name]), value in _AVX2_ISAS
+      return None
   return None
 
 
@@ -187,9 +197,10 @@ def resolve_data_format(requested, gpu_available, onednn_enabled,
                         batch_size, cpu_flags=None, environ=None):
   """The layout of the network's activations to train with, and why.
 
-  'auto' is NCHW where oneDNN convolves with AVX2 kernels (an x86 CPU
-  without AVX-512, or oneDNN held below it by ONEDNN_MAX_CPU_ISA), no GPU
-  is visible and a clone's batch holds 2 images or more: there oneDNN's
+  'auto' is NCHW where oneDNN convolves with AVX2 kernels (oneDNN on, and a
+  CPU with AVX2 but not AVX-512 or oneDNN held to AVX2 by
+  ONEDNN_MAX_CPU_ISA), no GPU is visible and a clone's batch holds 2
+  images or more: there oneDNN's
   NHWC kernels are slower than its NCHW path (im2col and its GEMM), but for
   a batch of 1 it falls back to its naive reference convolution on NCHW
   (tens of seconds a layer).  NHWC elsewhere: oneDNN's AVX-512 kernels take
@@ -224,13 +235,19 @@ def resolve_data_format(requested, gpu_available, onednn_enabled,
     return 'NHWC', 'auto: a GPU is visible'
   if not onednn_enabled:
     return 'NHWC', 'auto: oneDNN is off (TensorFlow\'s own convolution)'
-  held = onednn_isa_below_avx512(environ)
+  cap = onednn_isa_cap(environ)
   if cpu_flags is None:
     cpu_flags = cpu_description()[1]
-  if held is None and all(flag in cpu_flags for flag in _AVX512_CORE_FLAGS):
+  if cap is None and all(flag in cpu_flags for flag in _AVX512_CORE_FLAGS):
     return 'NHWC', ('auto: oneDNN\'s AVX-512 convolutions take NHWC '
                     'directly')
-  why = held or 'no AVX-512'
+  has_avx2 = cap[1] if cap else 'avx2' in cpu_flags
+  if not has_avx2:
+    return 'NHWC', ('auto: oneDNN has neither AVX-512 nor AVX2 here (%s; '
+                    'NCHW was measured with AVX2 only)' % (
+                        cap[0] if cap else 'CPU flags: %s' % (
+                            ' '.join(cpu_flags) or 'none')))
+  why = cap[0] if cap else 'no AVX-512'
   if batch_size < 2:
     return 'NHWC', ('auto: oneDNN convolves with AVX2 kernels here (%s); '
                     'NCHW would be faster, but not for a batch of 1' % why)
