@@ -229,30 +229,49 @@ def resolve_data_format(requested, gpu_available, onednn_enabled,
     raise ValueError('--data_format=NCHW needs a GPU or oneDNN (%s=1): '
                      'TensorFlow\'s own CPU convolution takes NHWC only; '
                      'use --data_format=auto or NHWC.' % ONEDNN_ENV)
+  kernels = why = None
+  if onednn_enabled and not gpu_available:
+    kernels, why = onednn_convolution_kernels(cpu_flags, environ)
   if requested != 'auto':
+    if requested == 'NCHW' and kernels == 'avx2' and batch_size < 2:
+      return requested, ('asked for with --data_format; slow here: for a '
+                         'batch of 1, oneDNN\'s AVX2 path convolves NCHW '
+                         'with its reference kernel')
     return requested, 'asked for with --data_format'
   if gpu_available:
     return 'NHWC', 'auto: a GPU is visible'
   if not onednn_enabled:
     return 'NHWC', 'auto: oneDNN is off (TensorFlow\'s own convolution)'
-  cap = onednn_isa_cap(environ)
-  if cpu_flags is None:
-    cpu_flags = cpu_description()[1]
-  if cap is None and all(flag in cpu_flags for flag in _AVX512_CORE_FLAGS):
+  if kernels == 'avx512':
     return 'NHWC', ('auto: oneDNN\'s AVX-512 convolutions take NHWC '
                     'directly')
-  has_avx2 = cap[1] if cap else 'avx2' in cpu_flags
-  if not has_avx2:
+  if kernels == 'older':
     return 'NHWC', ('auto: oneDNN has neither AVX-512 nor AVX2 here (%s; '
-                    'NCHW was measured with AVX2 only)' % (
-                        cap[0] if cap else 'CPU flags: %s' % (
-                            ' '.join(cpu_flags) or 'none')))
-  why = cap[0] if cap else 'no AVX-512'
+                    'NCHW was measured with AVX2 only)' % why)
   if batch_size < 2:
     return 'NHWC', ('auto: oneDNN convolves with AVX2 kernels here (%s); '
                     'NCHW would be faster, but not for a batch of 1' % why)
   return 'NCHW', ('auto: oneDNN convolves with AVX2 kernels here (%s), '
                   'faster on NCHW' % why)
+
+
+def onednn_convolution_kernels(cpu_flags=None, environ=None):
+  """The instruction set of oneDNN's convolutions here, and why.
+
+  Returns:
+    (kernels, why): kernels is 'avx512', 'avx2' or 'older'; why names the
+    ISA cap or the CPU flags that decide it.
+  """
+  cap = onednn_isa_cap(environ)
+  if cap:
+    return ('avx2' if cap[1] else 'older'), cap[0]
+  if cpu_flags is None:
+    cpu_flags = cpu_description()[1]
+  if all(flag in cpu_flags for flag in _AVX512_CORE_FLAGS):
+    return 'avx512', 'AVX-512'
+  if 'avx2' in cpu_flags:
+    return 'avx2', 'no AVX-512'
+  return 'older', 'CPU flags: %s' % (' '.join(cpu_flags) or 'none')
 
 
 def startup_report(onednn, precision, cpuinfo=None, data_format=None):
