@@ -385,18 +385,20 @@ def resolve_platform(log=True):
     ValueError: for a layout this machine cannot run.
   """
   num_gpus = len(tf.config.list_physical_devices('GPU'))
-  precision = platform_info.resolve_precision(FLAGS.precision, num_gpus > 0)
-  data_format = platform_info.resolve_data_format(
+  # Each a (choice, reason) pair.
+  precision_choice = platform_info.resolve_precision(FLAGS.precision,
+                                                     num_gpus > 0)
+  layout_choice = platform_info.resolve_data_format(
       FLAGS.data_format, num_gpus > 0, ONEDNN[0], FLAGS.batch_size)
   if log:
-    for line in platform_info.startup_report(ONEDNN, precision,
-                                             data_format=data_format):
+    for line in platform_info.startup_report(ONEDNN, precision_choice,
+                                             data_format=layout_choice):
       logging.info('%s', line)
     warning = training.clone_placement_warning(FLAGS.num_clones,
                                                FLAGS.clone_on_cpu, num_gpus)
     if warning:
       logging.warning('%s', warning)
-  return Platform(precision[0], data_format[0])
+  return Platform(precision_choice[0], layout_choice[0])
 
 
 def config_from_flags(platform=None):
