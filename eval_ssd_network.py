@@ -75,6 +75,7 @@ from utils import coco_eval
 from utils import detection
 from utils import drawing
 from utils import paths
+from utils import platform_info
 from utils import voc_eval
 
 _v1 = tf.compat.v1
@@ -117,7 +118,7 @@ def define_flags():
   flags.DEFINE_float('matching_threshold', 0.5,
                      'VOC: a detection matches an object when their IoU is '
                      'above this.')
-  flags.DEFINE_enum('data_format', 'NHWC', ['NHWC', 'NCHW'],
+  flags.DEFINE_enum('data_format', 'NHWC', list(platform_info.DATA_FORMATS),
                     'Layout of the network activations: NHWC or NCHW (on a '
                     'CPU only with oneDNN; training\'s auto layout was not '
                     'measured for evaluation).')

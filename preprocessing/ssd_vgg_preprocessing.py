@@ -34,6 +34,7 @@ import numbers
 import tensorflow as tf
 
 from preprocessing import tf_image
+from utils import platform_info
 
 # Per-channel (R, G, B) means of the VGG16 training images, on a 0-255 scale.
 VGG_MEANS = (123., 117., 104.)
@@ -68,7 +69,8 @@ CROP_MAX_TRIALS = 50  # Per sampler.
 FLIP_PROBABILITY = 0.5
 
 EVAL_RESIZE_MODES = ('warp', 'pad')
-DATA_FORMATS = ('NHWC', 'NCHW')
+# The layouts: one list, in utils/platform_info (which picks the default).
+DATA_FORMATS = platform_info.DATA_FORMATS
 
 
 def normalize_image(image):
