@@ -58,14 +58,15 @@ from utils import paths
 FLAGS = flags.FLAGS
 
 # A training recipe: what is compared between runs of the same budget.
-# Every recipe uses Adam with a linear learning-rate decay to a tenth of
-# its initial value over --schedule_images, after warmup_steps of warm-up.
+# Every recipe uses Adam with a linear learning-rate decay to
+# end_fraction times its initial value over --schedule_images, after
+# warmup_steps of warm-up.
 Recipe = collections.namedtuple(
-    'Recipe', ['description', 'batch_size', 'learning_rate', 'warmup_steps',
-               'weight_decay', 'batch_norm'])
+    'Recipe', ['description', 'batch_size', 'learning_rate', 'end_fraction',
+               'warmup_steps', 'weight_decay', 'batch_norm'])
 _BASE = Recipe('no normalisation (SSD as published, but from scratch)',
-               batch_size=8, learning_rate=0.001, warmup_steps=100,
-               weight_decay=0.0005, batch_norm=False)
+               batch_size=8, learning_rate=0.001, end_fraction=0.1,
+               warmup_steps=100, weight_decay=0.0005, batch_norm=False)
 _BN = _BASE._replace(description='batch norm after every backbone and extra '
                      'convolution (ScratchDet / VGG16-BN)', batch_norm=True)
 RECIPES = collections.OrderedDict([
@@ -73,6 +74,9 @@ RECIPES = collections.OrderedDict([
     ('bn', _BN),
     ('bn_lr3e-3', _BN._replace(description='bn, learning rate 0.003',
                                learning_rate=0.003)),
+    ('bn_lr1e-4', _BN._replace(description='bn, learning rate 0.0001, '
+                               'constant after the warm-up',
+                               learning_rate=0.0001, end_fraction=1.0)),
     ('bn_nowarmup', _BN._replace(description='bn, no warm-up',
                                  warmup_steps=0)),
     ('bn_batch4', _BN._replace(description='bn, batch 4 (twice the steps)',
@@ -80,7 +84,6 @@ RECIPES = collections.OrderedDict([
     ('bn_wd5e-5', _BN._replace(description='bn, weight decay 0.00005',
                                weight_decay=0.00005)),
 ])
-END_LEARNING_RATE_FRACTION = 0.1
 
 # What every recipe shares in one run of the benchmark (from the flags).
 RunSettings = collections.namedtuple(
@@ -200,7 +203,7 @@ def recipe_flags(recipe, schedule_epochs):
       '--batch_size', str(recipe.batch_size),
       '--learning_rate', str(recipe.learning_rate),
       '--end_learning_rate',
-      str(recipe.learning_rate * END_LEARNING_RATE_FRACTION),
+      str(recipe.learning_rate * recipe.end_fraction),
       '--learning_rate_decay_type', 'polynomial',
       '--num_epochs_per_decay', repr(schedule_epochs),
       '--warmup_steps', str(recipe.warmup_steps),
