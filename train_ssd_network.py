@@ -93,7 +93,10 @@ def define_flags():
                       'Anchor sizes: a preset, ssd_tensorflow (21..315 px, '
                       'the default; SSD-Tensorflow\'s checkpoint) or voc '
                       '(30/60/111/162/213/264/315, the paper\'s VOC '
-                      'recipe), or 7 comma-separated sizes in pixels. '
+                      'recipe), torchvision (ssd_tensorflow\'s sizes with '
+                      'heights and widths clamped to the image, as '
+                      'torchvision\'s ssd300_vgg16), or 7 comma-separated '
+                      'sizes in pixels. '
                       'Written with the others into '
                       '<train_dir>/ssd_params.json.')
   flags.DEFINE_enum('data_format', 'auto',

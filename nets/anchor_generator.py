@@ -24,7 +24,7 @@ def anchors_per_cell(ratios):
 
 
 def layer_anchors(img_shape, feat_shape, sizes, ratios, step, offset=0.5,
-                  dtype=np.float32):
+                  dtype=np.float32, clip=False):
   """Anchors of one feature layer, in the order of SSD-Caffe.
 
   Args:
@@ -35,6 +35,8 @@ def layer_anchors(img_shape, feat_shape, sizes, ratios, step, offset=0.5,
     step: pixels between two neighbouring anchor centres.
     offset: centre of the first cell, in steps.
     dtype: NumPy dtype of the returned arrays.
+    clip: clamp the normalised heights and widths to at most 1 (the centres
+      stay), as torchvision's DefaultBoxGenerator(clip=True).
 
   Returns:
     (cy, cx, h, w): centres of shape [H, W, 1]; heights and widths of shape
@@ -50,16 +52,19 @@ def layer_anchors(img_shape, feat_shape, sizes, ratios, step, offset=0.5,
                                                  for r in ratios]
   widths = [small, math.sqrt(small * large)] + [small * math.sqrt(r)
                                                 for r in ratios]
+  heights = np.array(heights) / img_shape[0]
+  widths = np.array(widths) / img_shape[1]
+  if clip:
+    heights, widths = np.minimum(heights, 1.0), np.minimum(widths, 1.0)
   return (cy[..., np.newaxis].astype(dtype), cx[..., np.newaxis].astype(dtype),
-          (np.array(heights) / img_shape[0]).astype(dtype),
-          (np.array(widths) / img_shape[1]).astype(dtype))
+          heights.astype(dtype), widths.astype(dtype))
 
 
 def all_anchors(img_shape, feat_shapes, anchor_sizes, anchor_ratios,
-                anchor_steps, offset=0.5, dtype=np.float32):
+                anchor_steps, offset=0.5, dtype=np.float32, clip=False):
   """`layer_anchors` of every layer: a list of (cy, cx, h, w)."""
   return [layer_anchors(img_shape, feat_shape, sizes, ratios, step, offset,
-                        dtype)
+                        dtype, clip)
           for feat_shape, sizes, ratios, step in zip(
               feat_shapes, anchor_sizes, anchor_ratios, anchor_steps)]
 

@@ -39,6 +39,8 @@ SSDParams = collections.namedtuple('SSDParams', [
     'anchor_ratios',    # Aspect ratios besides the two squares, per layer.
     'anchor_steps',     # Pixels between anchor centres, per layer.
     'anchor_offset',    # Centre of the first cell, in steps.
+    'anchor_clip',      # Whether anchor heights and widths are clamped to
+                        # the image size (torchvision's DefaultBoxGenerator).
     'normalizations',   # Initial L2-normalisation scale, <= 0 for none.
     'prior_scaling',    # Scalings of the encoded (cx, cy, w, h).
     'dropout_keep_prob',  # Keep probability of a dropout after conv6 and
@@ -54,7 +56,11 @@ SSDParams = collections.namedtuple('SSDParams', [
 ANCHOR_SIZES = {
     'ssd_tensorflow': (21., 45., 99., 153., 207., 261., 315.),
     'voc': (30., 60., 111., 162., 213., 264., 315.),
+    'torchvision': (21., 45., 99., 153., 207., 261., 315.),
 }
+# Presets whose anchors are clamped to the image (torchvision's ssd300_vgg16
+# clamps the wide boxes of its last two maps).
+CLIPPED_ANCHOR_PRESETS = ('torchvision',)
 DEFAULT_ANCHOR_SIZES = 'ssd_tensorflow'
 
 # VGG16's convolution blocks as (convolutions, depth); `conv<i>/conv<i>_<j>`
@@ -88,6 +94,7 @@ class SSDNet(object):
                      (2, .5, 3, 1. / 3), (2, .5), (2, .5)),
       anchor_steps=(8, 16, 32, 64, 100, 300),
       anchor_offset=0.5,
+      anchor_clip=False,
       normalizations=(20, -1, -1, -1, -1, -1),
       prior_scaling=(0.1, 0.1, 0.2, 0.2),
       dropout_keep_prob=1.,
@@ -100,12 +107,15 @@ class SSDNet(object):
   def make_params(cls, num_classes=None, **overrides):
     """`default_params` with the given fields replaced; None keeps a default.
 
-    `anchor_sizes` may also be given as for `anchor_size_pairs`.
+    `anchor_sizes` may also be given as for `anchor_size_pairs`; a preset
+    of CLIPPED_ANCHOR_PRESETS also sets `anchor_clip`.
 
     Raises:
       ValueError: unknown field names, bad anchor sizes.
     """
     overrides['num_classes'] = num_classes
+    if overrides.get('anchor_sizes') in CLIPPED_ANCHOR_PRESETS:
+      overrides['anchor_clip'] = True
     if overrides.get('anchor_sizes') is not None:
       overrides['anchor_sizes'] = anchor_size_pairs(
           overrides['anchor_sizes'], len(cls.default_params.feat_layers))
@@ -257,7 +267,7 @@ class SSDNet(object):
     return anchor_generator.all_anchors(
         img_shape, self.feat_shapes(img_shape), self.params.anchor_sizes,
         self.params.anchor_ratios, self.params.anchor_steps,
-        self.params.anchor_offset, dtype)
+        self.params.anchor_offset, dtype, clip=self.params.anchor_clip)
 
   def bboxes_encode(self, labels, bboxes, anchors, match_threshold=0.5,
                     negative_threshold=None, scope=None):

@@ -20,7 +20,7 @@ UTILS_LAYERS = {
     'tf_compat': 0, 'paths': 0, 'box_ops': 0, 'drawing': 0, 'voc_eval': 0,
     'coco_eval': 0, 'platform_info': 0,
     'train_tools': 3, 'training': 3, 'checkpoints': 3, 'detection': 3,
-    'openvino_detector': 3,
+    'openvino_detector': 3, 'checkpoint_import': 3,
 }
 PACKAGE_LAYERS = {'datasets': 1, 'preprocessing': 1, 'nets': 1,
                   'deployment': 2}

@@ -131,3 +131,23 @@ def test_voc_preset_gives_the_voc_caffe_conv4_3_anchor():
                              [4. / 300, 4. / 300, 0.1, 0.1,
                               np.sqrt(30. * 60.) / 300], rtol=1e-6)
   assert (SSD.anchors()[0][2][0] / h[0]) ** 2 == pytest.approx(0.49)
+
+
+def test_torchvision_preset_clamps_only_the_boxes_larger_than_the_image():
+  plain = ssd_vgg_300.SSDNet(ssd_vgg_300.SSDNet.make_params(
+      anchor_sizes='ssd_tensorflow'))
+  clipped = ssd_vgg_300.SSDNet(ssd_vgg_300.SSDNet.make_params(
+      anchor_sizes='torchvision'))
+  assert clipped.params.anchor_clip and not plain.params.anchor_clip
+  (_, _, plain_h, plain_w), _ = anchor_generator.flatten_anchors(
+      plain.anchors())
+  (_, _, clip_h, clip_w), _ = anchor_generator.flatten_anchors(
+      clipped.anchors())
+  changed = np.flatnonzero((plain_h != clip_h) | (plain_w != clip_w))
+  # 261 px * sqrt(2) = 369 px: the 1x1 map's wide and tall boxes only.
+  assert changed.tolist() == [8732 - 2, 8732 - 1]
+  np.testing.assert_allclose(plain_w[changed[0]], 261 * np.sqrt(2) / 300,
+                             rtol=1e-6)
+  assert clip_w[changed[0]] == 1.0 and clip_h[changed[1]] == 1.0
+  np.testing.assert_array_equal(np.minimum(plain_h, 1), clip_h)
+  np.testing.assert_array_equal(np.minimum(plain_w, 1), clip_w)
