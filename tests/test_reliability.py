@@ -233,6 +233,10 @@ MATRIX = [
      'one line: "<path> is not a TensorFlow checkpoint"',
      'tests/test_reliability.py::'
      'test_a_file_that_is_no_checkpoint_is_one_line_and_writes_nothing'),
+    ('25.3', 'the same file given to evaluation, the demo or export',
+     'one line: "<path> is not a TensorFlow checkpoint"',
+     'tests/test_reliability.py::'
+     'test_the_detector_says_a_file_is_not_a_checkpoint'),
     ('25.3', 'a --train_dir that is a regular file, or read-only',
      'one line naming the path',
      'tests/test_reliability.py::test_an_unusable_train_dir_is_one_line'),
@@ -572,6 +576,17 @@ def test_a_file_that_is_no_checkpoint_is_one_line_and_writes_nothing(
   assert '%s is not a TensorFlow checkpoint' % path in _last_line(log)
   assert 'Traceback' not in log
   assert not os.path.exists(train_dir)
+
+
+@pytest.mark.parametrize('make_file', [_text_file, _jpeg_file])
+def test_the_detector_says_a_file_is_not_a_checkpoint(
+    tmp_path, sample_dataset_dir, make_file):
+  path = make_file(tmp_path, sample_dataset_dir)
+  with pytest.raises(checkpoints.CheckpointError) as error:
+    detection.load_network(path)
+  assert str(error.value).startswith(
+      '%s is not a TensorFlow checkpoint (' % path)
+  assert '\n' not in str(error.value)
 
 
 def _read_only_folder(tmp_path, mount_tmpfs):

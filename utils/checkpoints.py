@@ -660,9 +660,9 @@ def saved_ssd_params(prefix, model_name):
   """
   json_path = os.path.join(os.path.dirname(prefix),
                            paths.SSD_PARAMS_FILE_NAME)
+  reader = open_checkpoint(prefix)
   try:
-    inside = nets_factory.checkpoint_ssd_params(open_checkpoint(prefix),
-                                                model_name)
+    inside = nets_factory.checkpoint_ssd_params(reader, model_name)
   except ValueError as error:
     raise CheckpointError('Checkpoint %s: %s' % (prefix, error)) from None
   try:
