@@ -33,6 +33,7 @@ Metadata JSON schema (written by `datasets.conversion.write_dataset` for
 import functools
 import json
 import os
+import struct
 
 import tensorflow as tf
 
@@ -182,6 +183,37 @@ def decode_example(serialized, min_side=None):
       'truncated': dense[_BBOX_KEY + 'truncated'],
       'filename': features['image/filename'],
   }
+
+
+# A TFRecord record: uint64 length, uint32 CRC of the length, the data,
+# uint32 CRC of the data.
+_RECORD_HEADER_BYTES = 12
+_RECORD_FOOTER_BYTES = 4
+
+
+def tfrecord_damage(path):
+  """Why TFRecord file `path` is cut short, or None if it is not.
+
+  Walks the record headers (their lengths, seeking over the data), so it
+  takes a moment even for gigabytes; a record whose bytes are damaged but
+  whose length is intact is not found.
+  """
+  size = os.path.getsize(path)
+  offset = 0
+  with open(path, 'rb') as records:
+    while offset < size:
+      records.seek(offset)
+      header = records.read(_RECORD_HEADER_BYTES)
+      if len(header) < _RECORD_HEADER_BYTES:
+        return ('truncated: the record at byte %d has no complete header '
+                '(the file ends at byte %d)' % (offset, size))
+      length, = struct.unpack('<Q', header[:8])
+      end = offset + _RECORD_HEADER_BYTES + length + _RECORD_FOOTER_BYTES
+      if end > size:
+        return ('truncated: the record at byte %d needs %d bytes, the file '
+                'ends at byte %d' % (offset, end - offset, size))
+      offset = end
+  return None
 
 
 def write_label_file(labels_to_names, dataset_dir):

@@ -340,6 +340,16 @@ def _vgg_convolutions():
           for index in range(1, num_convs + 1)]
 
 
+def anchor_sizes_text(pairs):
+  """Per-layer (s_k, s_k+1) pairs as --anchor_sizes takes them:
+  '21,45,99,153,207,261,315' (chained pairs), else the pairs."""
+  chained = all(pairs[i][1] == pairs[i + 1][0] for i in range(len(pairs) - 1))
+  if not chained:
+    return str(tuple(tuple(pair) for pair in pairs))
+  return ','.join('%g' % size for size in [pair[0] for pair in pairs] +
+                  [pairs[-1][1]])
+
+
 def anchor_size_pairs(anchor_sizes, num_layers):
   """Per-layer (s_k, s_k+1) pixel sizes from any of: a name of ANCHOR_SIZES,
   a string of comma-separated sizes, num_layers + 1 sizes, or num_layers

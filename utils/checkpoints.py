@@ -18,7 +18,11 @@ What it guards against:
   * a corrupt or truncated checkpoint (`unreadable_reason`; on resume the
     newest readable one is used, with a warning);
   * a resumed checkpoint of another model (another class count): the same
-    variable-by-variable shape check as for --checkpoint_path;
+    variable-by-variable shape check as for --checkpoint_path, and the SSD
+    parameters it was trained with (`check_resume_params`: saved inside
+    every checkpoint, `saved_ssd_params`) against the run's; all before
+    anything in the run directory changes;
+  * a file that is not a checkpoint (`open_checkpoint`: one line);
   * a full disk while saving (`CheckpointSaver`: one line, partial files
     removed), and partial files of killed runs (`remove_partial_files`).
 """
@@ -33,6 +37,7 @@ import tensorflow as tf
 from utils import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
 import tf_slim as slim
 
+from nets import nets_factory
 from nets import ssd_vgg_300
 from utils import paths
 
@@ -191,7 +196,7 @@ def unreadable_reason(prefix):
     reader = tf.train.load_checkpoint(prefix)
   except Exception as error:  # pylint: disable=broad-except
     return '%s is corrupt or truncated (%s)' % (_files_of(prefix)[0],
-                                                _first_line(error))
+                                                first_line(error))
   try:
     for name in reader.get_variable_to_shape_map():
       reader.get_tensor(name)
@@ -199,7 +204,7 @@ def unreadable_reason(prefix):
     # A truncated data file surfaces as IndexError('Read less bytes...').
     data_files = _files_of(prefix)[1:] or [prefix]
     return '%s is corrupt or truncated (%s, reading %s)' % (
-        ' or '.join(data_files), _first_line(error), name)
+        ' or '.join(data_files), first_line(error), name)
   return None
 
 
@@ -211,7 +216,33 @@ def check_readable(prefix):
                           'checkpoint.' % (prefix, reason))
 
 
-def _first_line(error):
+def open_checkpoint(prefix):
+  """The checkpoint reader of `prefix`.
+
+  Raises:
+    CheckpointError: one line naming the path when it is not a TensorFlow
+      checkpoint (a text file, an image...) or cannot be read.
+  """
+  try:
+    return tf.train.load_checkpoint(prefix)
+  except (tf.errors.OpError, ValueError) as error:
+    raise CheckpointError('%s is not a TensorFlow checkpoint (%s).' % (
+        prefix, first_line(error))) from None
+
+
+def open_pretrained(path):
+  """The prefix of --checkpoint_path `path`, checked to be a checkpoint
+  (cheaply: its index; `get_init_fn` later reads every tensor).
+
+  Raises:
+    CheckpointError: no such checkpoint, or not a checkpoint.
+  """
+  prefix = resolve_checkpoint_path(path)
+  open_checkpoint(prefix)
+  return prefix
+
+
+def first_line(error):
   text = getattr(error, 'message', None) or str(error) or type(error).__name__
   return text.strip().split('\n')[0]
 
@@ -222,7 +253,7 @@ def _first_line(error):
 
 def is_vgg16_checkpoint(prefix):
   """Whether the checkpoint is TF-slim's ImageNet VGG16 ('vgg_16/...' names)."""
-  names = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+  names = open_checkpoint(prefix).get_variable_to_shape_map()
   scope = ssd_vgg_300.VGG_16_SCOPE
   return any(in_scope(name, scope) for name in names) and not any(
       name.split('/')[0] not in (scope, 'global_step') for name in names)
@@ -314,7 +345,7 @@ def variables_to_restore(model_scope, checkpoint_path,
       that fixes it.
   """
   excluded = split_scopes(exclude_scopes)
-  shapes = tf.train.load_checkpoint(checkpoint_path).get_variable_to_shape_map()
+  shapes = open_checkpoint(checkpoint_path).get_variable_to_shape_map()
   left_out = []
   kept = []
   for variable in slim.get_model_variables():
@@ -431,27 +462,32 @@ def _set_aside(prefix):
   return renamed
 
 
-def resume_checkpoint(train_dir, variables=None):
+def resume_checkpoint(train_dir, variables=None, model_params=None):
   """The checkpoint of `train_dir` to resume from, checked; None if none.
 
   At the start of the chief, before the training loop restores:
-    1. removes partial files of killed runs (`remove_partial_files`);
-    2. takes the checkpoints of `train_dir` itself, newest step first, even
+    1. takes the checkpoints of `train_dir` itself, newest step first, even
        when its `checkpoint` index holds absolute paths of another directory
        (a copied or moved run): the copy in `train_dir` is used;
-    3. skips corrupt or truncated ones with a warning naming the file (their
-       files are renamed '*.corrupt'), falling back to the newest readable;
-       never silently to scratch: if none reads, an error;
-    4. checks every variable against the checkpoint, as for a pretrained
+    2. skips corrupt or truncated ones, falling back to the newest
+       readable; never silently to scratch: if none reads, an error (their
+       files renamed '*.corrupt');
+    3. checks every variable against the checkpoint, as for a pretrained
        checkpoint: another class count (or optimizer, or model) is an error
-       naming the variables and the fix;
-    5. rewrites the index with relative paths if it did not point at the
-       chosen checkpoint, so that the training loop restores that one.
+       naming the variables and the fix; and, with `model_params`, the SSD
+       parameters the run was trained with (`check_resume_params`);
+    4. only then changes `train_dir`: removes partial files of killed runs
+       (`remove_partial_files`), sets the corrupt checkpoints aside with a
+       warning naming the file, and rewrites the index with relative paths
+       if it did not point at the chosen checkpoint, so that the training
+       loop restores that one.
 
   Args:
     train_dir: the training directory.
     variables: the variables the training loop restores (default: all
       global variables of the default graph).
+    model_params: (model_name, SSDParams) of this run, or None not to
+      compare them.
 
   Returns:
     The checkpoint prefix, or None when `train_dir` holds no checkpoint.
@@ -460,12 +496,64 @@ def resume_checkpoint(train_dir, variables=None):
     CheckpointError: when no checkpoint reads back, or the newest readable
       one does not fit the model.
   """
-  for path in remove_partial_files(train_dir):
-    logging.warning('Removed %s, left by an interrupted checkpoint save.',
-                    path)
   state = tf.train.get_checkpoint_state(train_dir)
   indexed = [] if state is None else list(
       state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
+  candidates = set(list_checkpoints(train_dir))
+  candidates.update(p for p in (_local_copy(path, train_dir)
+                                for path in indexed)
+                    if tf.io.gfile.exists(p + '.index'))
+  chosen, corrupt = _newest_readable(candidates)
+  if chosen is None and not corrupt:
+    _remove_partial_files(train_dir)
+    return None
+  if chosen is None:
+    _set_aside_all(corrupt)
+    raise CheckpointError(
+        'No checkpoint in --train_dir %s reads back:\n  %s\nTheir files were '
+        'renamed *%s. Resume from a copy of a good checkpoint, or use a new '
+        '--train_dir to start afresh.' % (
+            train_dir, '\n  '.join(corrupt.values()), CORRUPT_SUFFIX))
+  check_resume_fits(chosen, train_dir, variables)
+  if model_params is not None:
+    check_resume_params(chosen, *model_params)
+  _remove_partial_files(train_dir)
+  _set_aside_all(corrupt)
+  if corrupt:
+    logging.warning('Resuming from %s, the newest readable checkpoint, '
+                    'instead.', chosen)
+  _point_index_at(train_dir, state, indexed, chosen, bool(corrupt))
+  return chosen
+
+
+def _newest_readable(candidates):
+  """(newest readable prefix or None, {newer corrupt prefix: reason})."""
+  corrupt = {}
+  for prefix in _newest_first(candidates):
+    reason = unreadable_reason(prefix)
+    if reason is None:
+      return prefix, corrupt
+    corrupt[prefix] = reason
+  return None, corrupt
+
+
+def _remove_partial_files(train_dir):
+  for path in remove_partial_files(train_dir):
+    logging.warning('Removed %s, left by an interrupted checkpoint save.',
+                    path)
+
+
+def _set_aside_all(corrupt):
+  for prefix, reason in corrupt.items():
+    renamed = _set_aside(prefix)
+    logging.warning('Checkpoint %s is unusable: %s. Set aside as %s.',
+                    prefix, reason, ', '.join(renamed))
+
+
+def _point_index_at(train_dir, state, indexed, chosen, had_corrupt):
+  """Rewrites the `checkpoint` index (relative paths) to end at `chosen`
+  when it names another directory's files, a corrupt checkpoint or
+  another latest one."""
   moved = [path for path in indexed
            if os.path.dirname(os.path.abspath(path)) !=
            os.path.abspath(train_dir)]
@@ -473,53 +561,34 @@ def resume_checkpoint(train_dir, variables=None):
     logging.warning('The checkpoint index of %s names files of another '
                     'directory (%s): it was copied or moved; resuming from '
                     'its own files.', train_dir, os.path.dirname(moved[-1]))
-  candidates = set(list_checkpoints(train_dir))
-  candidates.update(p for p in (_local_copy(path, train_dir)
-                                for path in indexed)
-                    if tf.io.gfile.exists(p + '.index'))
-  if not candidates:
-    return None
-  corrupt = []
-  chosen = None
-  for prefix in _newest_first(candidates):
-    reason = unreadable_reason(prefix)
-    if reason is None:
-      chosen = prefix
-      break
-    corrupt.append(reason)
-    renamed = _set_aside(prefix)
-    logging.warning('Checkpoint %s is unusable: %s. Set aside as %s.',
-                    prefix, reason, ', '.join(renamed))
-  if chosen is None:
-    raise CheckpointError(
-        'No checkpoint in --train_dir %s reads back:\n  %s\nTheir files were '
-        'renamed *%s. Resume from a copy of a good checkpoint, or use a new '
-        '--train_dir to start afresh.' % (train_dir, '\n  '.join(corrupt),
-                                          CORRUPT_SUFFIX))
-  if corrupt:
-    logging.warning('Resuming from %s, the newest readable checkpoint, '
-                    'instead.', chosen)
-  check_resume_fits(chosen, train_dir, variables)
+  if not (state is None or moved or had_corrupt or
+          os.path.abspath(state.model_checkpoint_path) !=
+          os.path.abspath(chosen)):
+    return
   kept = [p for p in (_local_copy(path, train_dir) for path in indexed)
-          if tf.io.gfile.exists(p + '.index') and
+          if tf.io.gfile.exists(p + '.index') and p != chosen and
           (checkpoint_step(p) or 0) <= (checkpoint_step(chosen) or 0)]
-  if chosen not in kept:
-    kept.append(chosen)
-  if (state is None or moved or corrupt or
-      os.path.abspath(state.model_checkpoint_path) != os.path.abspath(chosen)):
-    kept = [p for p in kept if p != chosen] + [chosen]
-    _v1.train.update_checkpoint_state(train_dir, os.path.basename(chosen), [
-        os.path.basename(p) for p in kept])
-  return chosen
+  _v1.train.update_checkpoint_state(train_dir, os.path.basename(chosen), [
+      os.path.basename(p) for p in kept + [chosen]])
+
+
+def _optional_variables(graph):
+  """Variables a resumed checkpoint may lack (it predates them): the SSD
+  parameters (`nets_factory.create_ssd_params_variable`)."""
+  return graph.get_collection(nets_factory.SSD_PARAMS_COLLECTION)
 
 
 def check_resume_fits(prefix, train_dir, variables=None):
-  """Raises CheckpointError unless each variable is in `prefix`, same shape."""
+  """Raises CheckpointError unless each variable is in `prefix`, same shape
+  (optional variables, see `_optional_variables`, may be absent)."""
   if variables is None:
     variables = _v1.global_variables()
-  shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+  optional = set(v.op.name for v in
+                 _optional_variables(_v1.get_default_graph()))
+  shapes = open_checkpoint(prefix).get_variable_to_shape_map()
   mismatched, missing, _ = _shape_mismatches(variables, shapes,
                                              lambda name: name)
+  missing = [name for name in missing if name not in optional]
   if mismatched:
     raise CheckpointError(
         'Cannot resume from %s: it was written by another model (most often '
@@ -540,6 +609,79 @@ def check_resume_fits(prefix, train_dir, variables=None):
             os.path.join(train_dir, 'training_config.txt')))
 
 
+# The flag that sets each SSD parameter, for the messages.
+_PARAM_FLAGS = {'num_classes': '--num_classes', 'anchor_sizes':
+                '--anchor_sizes', 'dropout_keep_prob': '--dropout_keep_prob',
+                'batch_norm': '--batch_norm'}
+
+
+def _param_setting(name, value):
+  """'--anchor_sizes=30,60,...' or 'SSD parameter img_shape=(300, 300)'."""
+  if name == 'anchor_sizes':
+    value = ssd_vgg_300.anchor_sizes_text(value)
+  if name in _PARAM_FLAGS:
+    return '%s=%s' % (_PARAM_FLAGS[name], value)
+  return 'SSD parameter %s=%s' % (name, value)
+
+
+def check_resume_params(prefix, model_name, params):
+  """Raises CheckpointError, one line, unless the checkpoint was trained
+  with `params` (compared with `saved_ssd_params`; nothing to compare when
+  it has none), naming each flag with both values."""
+  saved = saved_ssd_params(prefix, model_name)
+  if saved is None:
+    return
+  saved_params = saved[1]
+  differing = [name for name in params._fields
+               if getattr(params, name) != getattr(saved_params, name)]
+  if not differing:
+    return
+  raise CheckpointError(
+      'Cannot resume from %s: it was trained with %s (read from %s), this '
+      'run asks for %s. Resume with the settings it was trained with, or '
+      'train into a new --train_dir.' % (
+          prefix,
+          ', '.join(_param_setting(n, getattr(saved_params, n))
+                    for n in differing), saved[2],
+          ', '.join(_param_setting(n, getattr(params, n))
+                    for n in differing)))
+
+
+def saved_ssd_params(prefix, model_name):
+  """(model_name, SSDParams, where) the model of checkpoint `prefix` was
+  trained with, or None when nothing says.
+
+  The checkpoint's own copy (`nets_factory.checkpoint_ssd_params`) comes
+  first; older checkpoints have only the ssd_params.json beside them.  When
+  both exist and differ, the checkpoint's wins, with a warning naming both.
+
+  Raises:
+    CheckpointError: not a checkpoint, or unreadable parameters.
+  """
+  json_path = os.path.join(os.path.dirname(prefix),
+                           paths.SSD_PARAMS_FILE_NAME)
+  reader = open_checkpoint(prefix)
+  try:
+    inside = nets_factory.checkpoint_ssd_params(reader, model_name)
+  except ValueError as error:
+    raise CheckpointError('Checkpoint %s: %s' % (prefix, error)) from None
+  try:
+    beside = nets_factory.read_ssd_params(os.path.dirname(prefix))
+  except ValueError as error:
+    if inside is None:
+      raise CheckpointError(str(error)) from None
+    beside = None
+    logging.warning('Ignoring %s (%s): checkpoint %s holds its SSD '
+                    'parameters.', json_path, error, prefix)
+  if inside is None:
+    return None if beside is None else beside + (
+        'the %s beside it' % paths.SSD_PARAMS_FILE_NAME,)
+  if beside is not None and beside != inside:
+    logging.warning('%s differs from the SSD parameters inside checkpoint '
+                    '%s; using the checkpoint\'s.', json_path, prefix)
+  return inside + ('the checkpoint',)
+
+
 # --------------------------------------------------------------------------
 # Saving.
 
@@ -551,12 +693,34 @@ class CheckpointSaver(_v1.train.Saver):
   run directory copied or moved elsewhere resumes from its own files.  When
   the disk fills up during a save, the partial files are removed and a
   CheckpointError says in one line which directory needs how much space.
+  The graph's optional variables (`_optional_variables`: the SSD
+  parameters) are saved, and restored when the checkpoint holds them; from
+  an older checkpoint without them, they keep this run's initial values.
   """
 
   def __init__(self, *args, **kwargs):
     kwargs.setdefault('save_relative_paths', True)
     kwargs.setdefault('write_version', _v1.train.SaverDef.V2)
     super().__init__(*args, **kwargs)
+    optional = _optional_variables(_v1.get_default_graph())
+    self._without_optional = None
+    if optional:
+      names = set(v.op.name for v in optional)
+      self._optional_names = sorted(names)
+      self._without_optional = _v1.train.Saver(
+          [v for v in _v1.global_variables() if v.op.name not in names],
+          write_version=_v1.train.SaverDef.V2)
+      self._initialise_optional = _v1.variables_initializer(optional)
+
+  def restore(self, sess, save_path):
+    if self._without_optional is None or all(
+        open_checkpoint(save_path).has_tensor(name)
+        for name in self._optional_names):
+      return super().restore(sess, save_path)
+    logging.info('%s predates %s: restoring the rest; they keep this '
+                 'run\'s values.', save_path, ', '.join(self._optional_names))
+    self._without_optional.restore(sess, save_path)
+    sess.run(self._initialise_optional)
 
   def save(self, sess, save_path, *args, **kwargs):  # pylint: disable=W0221
     try:

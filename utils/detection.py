@@ -10,9 +10,11 @@ Output boxes are normalised (ymin, xmin, ymax, xmax) in the original image;
 `datasets.voc_common.denormalize_boxes` turns them into pixels.
 
 The network is the one the checkpoint was trained as: `load_network` reads
-the SSD parameters (anchors, image shape...) training wrote beside it
-(`ssd_params.json`), so every model is decoded with its own anchors; without
-that file, the defaults and the checkpoint's class count.
+the SSD parameters (anchors, image shape...) training saved inside the
+checkpoint (or, for older checkpoints, beside it in `ssd_params.json`), so
+every model is decoded with its own anchors, even a checkpoint copied away
+from its run directory; with neither, the defaults and the checkpoint's
+class count.
 
 Checkpoints are checked before anything is built: `load_network` compares
 the number of classes the checkpoint's class heads predict with what the
@@ -157,11 +159,9 @@ def make_output_dir(path, flag_name):
 def _os_error_reason(path, error):
   """Why folder `path` cannot be made: the regular file on its way, or the
   system's message."""
-  parent = os.path.abspath(path)
-  while parent != os.path.dirname(parent):
-    if os.path.exists(parent) and not os.path.isdir(parent):
-      return '%s is a file, not a folder' % parent
-    parent = os.path.dirname(parent)
+  blocking = paths.blocking_file(path)
+  if blocking:
+    return '%s is a file, not a folder' % blocking
   return error.strerror or str(error)
 
 
@@ -205,10 +205,10 @@ def load_network(checkpoint_path, model_name='ssd_300_vgg', num_classes=None,
                  classes_source=None):
   """Finds the checkpoint and the network that fits it, before any graph.
 
-  The network gets the SSD parameters training wrote next to the checkpoint
-  (`ssd_params.json`, `nets_factory.read_ssd_params`): its own anchors and
-  settings.  Without that file (older or downloaded checkpoints) it gets
-  the defaults of `model_name` and the checkpoint's class count.
+  The network gets the SSD parameters the checkpoint was trained with
+  (`saved_ssd_params`: inside the checkpoint, else its ssd_params.json):
+  its own anchors and settings.  Without them (downloaded checkpoints) it
+  gets the defaults of `model_name` and the checkpoint's class count.
 
   Args:
     checkpoint_path: prefix, one of its files, or a directory (latest).
@@ -226,14 +226,13 @@ def load_network(checkpoint_path, model_name='ssd_300_vgg', num_classes=None,
       ssd_params.json that does not fit the checkpoint or `model_name`.
   """
   checkpoint_path = checkpoints.resolve_checkpoint_path(checkpoint_path)
-  params = saved_ssd_params(checkpoint_path, model_name)
+  params, where = saved_ssd_params(checkpoint_path, model_name)
   found = checkpoint_num_classes(checkpoint_path, model_name, params)
   if params is not None and params.num_classes != found:
     raise checkpoints.CheckpointError(
-        'Checkpoint %s predicts %d classes but the %s beside it says %d: '
-        'they come from different runs.' % (
-            checkpoint_path, found, paths.SSD_PARAMS_FILE_NAME,
-            params.num_classes))
+        'Checkpoint %s predicts %d classes but %s says %d: they come from '
+        'different runs.' % (checkpoint_path, found, where,
+                             params.num_classes))
   if num_classes is not None and num_classes != found:
     raise checkpoints.CheckpointError(
         'Checkpoint %s predicts %d classes (background included) but %s has '
@@ -246,26 +245,23 @@ def load_network(checkpoint_path, model_name='ssd_300_vgg', num_classes=None,
 
 
 def saved_ssd_params(checkpoint_path, model_name='ssd_300_vgg'):
-  """The SSDParams in the checkpoint's folder (`ssd_params.json`), or None
-  when it has none.
+  """(SSDParams, where they were read) of the checkpoint
+  (`checkpoints.saved_ssd_params`: its own, else its ssd_params.json), or
+  (None, None) when nothing says.
 
   Raises:
-    CheckpointError: an unreadable file, or one written for another model.
+    CheckpointError: unreadable parameters, or written for another model.
   """
-  try:
-    saved = nets_factory.read_ssd_params(os.path.dirname(checkpoint_path))
-  except ValueError as error:
-    raise checkpoints.CheckpointError(str(error)) from None
+  saved = checkpoints.saved_ssd_params(checkpoint_path, model_name)
   if saved is None:
-    return None
-  saved_model_name, params = saved
+    return None, None
+  saved_model_name, params, where = saved
   if saved_model_name != model_name:
     raise checkpoints.CheckpointError(
-        'Checkpoint %s was trained as model %s (see the %s beside it), not '
-        '%s: pass --model_name=%s.' % (
-            checkpoint_path, saved_model_name, paths.SSD_PARAMS_FILE_NAME,
-            model_name, saved_model_name))
-  return params
+        'Checkpoint %s was trained as model %s (read from %s), not %s: pass '
+        '--model_name=%s.' % (checkpoint_path, saved_model_name, where,
+                              model_name, saved_model_name))
+  return params, where
 
 
 def preprocess(image, ssd_net, model_name='ssd_300_vgg', resize='warp',

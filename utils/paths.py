@@ -26,3 +26,29 @@ GROCERIES_DEFAULT = os.path.join(PROJECT_ROOT, os.pardir, 'shared', 'data',
 def groceries_dir():
   """The Freiburg groceries VOC root: $FREIBURG_GROCERIES_DIR or ../shared/data."""
   return os.path.abspath(os.environ.get(GROCERIES_ENV, GROCERIES_DEFAULT))
+
+
+def blocking_file(path):
+  """The regular file (or other non-folder) on the way to folder `path`
+  (`path` itself or one of its parents), or None."""
+  parent = os.path.abspath(path)
+  while parent != os.path.dirname(parent):
+    if os.path.exists(parent) and not os.path.isdir(parent):
+      return parent
+    parent = os.path.dirname(parent)
+  return None
+
+
+def write_text_atomically(path, text):
+  """Writes `text` to `path` through a temporary file in the same folder
+  and os.replace: readers see the old content or the new, never a part."""
+  directory = os.path.dirname(os.path.abspath(path))
+  temporary = os.path.join(directory, '.%s.tmp%d' % (os.path.basename(path),
+                                                     os.getpid()))
+  try:
+    with open(temporary, 'w') as out:
+      out.write(text)
+    os.replace(temporary, path)
+  finally:
+    if os.path.exists(temporary):
+      os.remove(temporary)

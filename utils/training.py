@@ -28,6 +28,7 @@ from utils import tf_compat  # noqa: F401  (before tf_slim: restores the names i
 import tf_slim as slim
 
 from datasets import dataset_factory
+from datasets import dataset_utils
 from datasets import sample_data
 from deployment import cluster as cluster_lib
 from deployment import model_deploy
@@ -43,6 +44,8 @@ _v1 = tf.compat.v1
 # Marker of the finiteness assertion, to recognise its error.
 _NON_FINITE_MARKER = 'Non-finite loss or gradient'
 TRAINING_CONFIG_FILE_NAME = 'training_config.txt'
+# Name scope of the input pipeline (errors of its ops name it).
+_INPUT_SCOPE = 'input_pipeline'
 
 
 # ---------------------------------------------------------------------------
@@ -308,7 +311,7 @@ def build_input_queue(dataset, data, model_name, data_format,
         [image, gclasses, glocalisations, gious]))
 
   with _v1.device(deploy_config.inputs_device()):
-    with tf.name_scope('input_pipeline'):
+    with tf.name_scope(_INPUT_SCOPE):
       # Large JPEGs (a short side of 4x the input's or more) decode at
       # 1/2 to 1/8 size, keeping twice the input's side (bench/README.md).
       examples = dataset.read(
@@ -501,6 +504,9 @@ def build_training_graph(config, ssd_net, deploy_config, input_fn,
   deployment = config.deployment
   with _v1.device(deploy_config.variables_device()):
     global_step = _v1.train.get_or_create_global_step()
+    # Saved with every checkpoint: the anchors and classes travel with it.
+    nets_factory.create_ssd_params_variable(config.model.model_name,
+                                            ssd_net.params)
 
   batch_queue, batch_shape = input_fn(ssd_net, deploy_config)
   histograms = config.logging.summarize_histograms
@@ -792,7 +798,8 @@ def _assertion_text(message):
 def write_training_config(config, ssd_params, dataset):
   """Writes the settings, SSD parameters and data files to the log and a file.
 
-  The file is TRAINING_CONFIG_FILE_NAME in config.logging.train_dir.
+  The file is TRAINING_CONFIG_FILE_NAME in config.logging.train_dir,
+  replaced atomically.
   """
   lines = ['# Settings'] + ['--%s=%s' % item for item in config.settings()]
   lines += ['', '# SSD parameters'] + [
@@ -804,8 +811,8 @@ def write_training_config(config, ssd_params, dataset):
   logging.info('Training configuration:\n%s', text)
   train_dir = config.logging.train_dir
   tf.io.gfile.makedirs(train_dir)
-  with open(os.path.join(train_dir, TRAINING_CONFIG_FILE_NAME), 'w') as out:
-    out.write(text)
+  paths.write_text_atomically(
+      os.path.join(train_dir, TRAINING_CONFIG_FILE_NAME), text)
 
 
 def _settings_text(config, ssd_params):
@@ -873,12 +880,15 @@ def make_init_fn(train_dir, model, ssd_net=None):
   Args:
     train_dir: the run's directory; a checkpoint there is resumed from.
     model: ModelOptions (checkpoint path, scopes).
-    ssd_net: the SSDNet (its SSD-only scopes, for a VGG16 checkpoint).
+    ssd_net: the SSDNet (its SSD-only scopes, for a VGG16 checkpoint; its
+      parameters must be those a resumed run was trained with).
 
   Returns:
     The init_fn(session) of slim.learning.train, or None.
   """
-  resume_from = checkpoints.resume_checkpoint(train_dir)
+  resume_from = checkpoints.resume_checkpoint(
+      train_dir, model_params=(model.model_name, ssd_net.params)
+      if ssd_net is not None else None)
   if resume_from:
     logging.info('Resuming from %s (global step, optimizer state and '
                  'learning-rate schedule continue from there).', resume_from)
@@ -895,6 +905,47 @@ def make_init_fn(train_dir, model, ssd_net=None):
   return checkpoints.get_init_fn(
       model.model_name, checkpoint_path, checkpoint_model_scope,
       exclude_scopes, model.ignore_missing_vars)
+
+
+def check_train_dir(train_dir):
+  """Raises ValueError, one line naming it, unless `train_dir` is (or can be
+  created as) a folder this process can write into; creates nothing."""
+  blocking = paths.blocking_file(train_dir)
+  if blocking:
+    raise ValueError('--train_dir %s: %s is a file, not a folder.' % (
+        train_dir, blocking))
+  existing = os.path.abspath(train_dir)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.access(existing, os.W_OK | os.X_OK):
+    read_only = os.statvfs(existing).f_flag & os.ST_RDONLY
+    raise ValueError('--train_dir %s: cannot write into %s (%s).' % (
+        train_dir, existing, 'a read-only file system' if read_only
+        else 'permission denied'))
+
+
+def start_run_directory(config, ssd_net, dataset, stop_file):
+  """Once the run is known to start: the stop file of a previous run goes,
+  the settings are logged and written, and the SSD parameters are written
+  beside the checkpoints (a human-readable copy of those inside them)."""
+  remove_stop_file(stop_file)
+  write_training_config(config, ssd_net.params, dataset)
+  nets_factory.write_ssd_params(config.logging.train_dir,
+                                config.model.model_name, ssd_net.params)
+
+
+def damaged_data_message(dataset, error):
+  """What to say when reading the training TFRecords hit `error` (a
+  DataLossError): the truncated shard if one is, else the split's files."""
+  for path in dataset.files:
+    reason = dataset_utils.tfrecord_damage(path)
+    if reason:
+      return ('Training data %s is damaged: %s. Convert the dataset again '
+              '(or remove that file).' % (path, reason))
+  return ('A TFRecord file of the training data is damaged (%s); the '
+          'split\'s files: %s. Find it with `python -m '
+          'datasets.inspect_tfrecords` and convert the dataset again.' % (
+              checkpoints.first_line(error), ', '.join(dataset.files)))
 
 
 def remove_stop_file(stop_file):
@@ -948,26 +999,27 @@ def run_training(config, ssd_net, dataset, input_fn=None):
     input_fn: input_fn(ssd_net, deploy_config) -> (batch_queue,
       batch_shape); default: tfrecord_input_fn of `dataset`.
 
+  Nothing in train_dir changes before every check has passed: the
+  directory, the pretrained checkpoint (before the graph is built), then
+  the checkpoint to resume from and its fit to the model (once it is).
+
   Raises:
-    TrainingStopped: when a non-finite loss stopped the run.
+    TrainingStopped: when a non-finite loss or damaged training data
+      stopped the run.
     ValueError (incl. CheckpointError): for bad settings, data or
       checkpoints.
   """
   deployment = config.deployment
   cluster = deployment.cluster
+  if deployment.is_chief:
+    check_train_dir(config.logging.train_dir)
   if config.model.checkpoint_path:
     # A bad path fails now, not after the graph is built.
-    checkpoints.resolve_checkpoint_path(config.model.checkpoint_path)
+    checkpoints.open_pretrained(config.model.checkpoint_path)
   if input_fn is None:
     input_fn = tfrecord_input_fn(config, dataset)
   deploy_config = make_deploy_config(deployment)
   stop_file = os.path.join(config.logging.train_dir, paths.STOP_FILE_NAME)
-  if deployment.is_chief:
-    remove_stop_file(stop_file)
-    write_training_config(config, ssd_net.params, dataset)
-    # Evaluation, the demo and export decode the model with these.
-    nets_factory.write_ssd_params(config.logging.train_dir,
-                                  config.model.model_name, ssd_net.params)
   session_config = train_tools.session_config(
       deploy_config, deployment.gpu_memory_fraction, deployment.precision)
   if cluster is not None:
@@ -991,6 +1043,7 @@ def run_training(config, ssd_net, dataset, input_fn=None):
             config.logging.keep_checkpoint_every_n_hours))
     summary_writer = None
     if deployment.is_chief:
+      start_run_directory(config, ssd_net, dataset, stop_file)
       summary_writer = _v1.summary.FileWriter(config.logging.train_dir)
       write_run_summaries(summary_writer, config, ssd_net.params, graph)
     step_runner = StepRunner(
@@ -1029,6 +1082,10 @@ def run_training(config, ssd_net, dataset, input_fn=None):
         run_loop('', session_config)
       else:
         worker_task.run(run_loop, step_runner.request_stop)
+    except tf.errors.DataLossError as error:
+      if _INPUT_SCOPE not in (error.message or ''):
+        raise
+      raise TrainingStopped(damaged_data_message(dataset, error)) from None
     finally:
       if summary_writer is not None:
         summary_writer.close()
