@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from nets import nets_factory
 from utils import checkpoint_import
 from utils import detection
 
@@ -76,7 +77,8 @@ def test_every_tensor_lands_in_its_variable_transposed(imported):
   state, output_dir = imported
   reader = tf.train.load_checkpoint(output_dir)
   saved = reader.get_variable_to_shape_map()
-  assert len(saved) == 2 * len(CONVOLUTIONS) + 1
+  # The kernels and biases, the L2 scale and the SSD parameters.
+  assert len(saved) == 2 * len(CONVOLUTIONS) + 2
   for module, scope, _, _, _ in CONVOLUTIONS:
     kernel = reader.get_tensor('ssd_300_vgg/%s/weights' % scope)
     # (out, in, h, w) -> (h, w, in, out), element by element.
@@ -201,3 +203,12 @@ def test_an_output_dir_with_a_checkpoint_is_refused(imported, tmp_path):
                      match='already holds a checkpoint'):
     checkpoint_import.import_torchvision(path, output_dir)
   assert sorted(os.listdir(output_dir)) == before
+
+
+def test_the_checkpoint_holds_its_parameters_like_a_trained_one(imported):
+  _, output_dir = imported
+  reader = tf.train.load_checkpoint(output_dir)
+  model_name, params = nets_factory.checkpoint_ssd_params(reader,
+                                                          'ssd_300_vgg')
+  assert model_name == 'ssd_300_vgg'
+  assert params.num_classes == NUM_CLASSES and params.anchor_clip

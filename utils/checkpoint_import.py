@@ -178,7 +178,8 @@ def write_checkpoint(variables, ssd_params, output_dir,
 
   The network is built with `ssd_params`, so every variable's name and
   shape is checked against the model: an extra, missing or misshapen one is
-  an error naming it.
+  an error naming it.  The checkpoint holds `ssd_params` too, like those
+  training writes.
 
   Returns:
     The checkpoint prefix.
@@ -195,16 +196,18 @@ def write_checkpoint(variables, ssd_params, output_dir,
       ssd_net.net(images, is_training=False, scope=model_name)
     model_variables = {v.op.name: v for v in _v1.global_variables()}
     _check_fit(variables, model_variables)
+    params_variable = nets_factory.create_ssd_params_variable(model_name,
+                                                              ssd_params)
     feeds = {}
     assigns = []
     for name, variable in model_variables.items():
       feed = _v1.placeholder(variable.dtype.base_dtype, variable.shape)
       assigns.append(variable.assign(feed))
       feeds[feed] = variables[name]
-    saver = _v1.train.Saver(model_variables)
+    saver = _v1.train.Saver(_v1.global_variables())
     os.makedirs(output_dir, exist_ok=True)
     with _v1.Session(graph=graph) as session:
-      session.run(assigns, feeds)
+      session.run(assigns + [params_variable.initializer], feeds)
       prefix = saver.save(session, os.path.join(output_dir, 'model.ckpt'),
                           global_step=step)
   nets_factory.write_ssd_params(output_dir, model_name, ssd_params)

@@ -611,8 +611,10 @@ def check_resume_fits(prefix, train_dir, variables=None):
 
 # The flag that sets each SSD parameter, for the messages.
 _PARAM_FLAGS = {'num_classes': '--num_classes', 'anchor_sizes':
-                '--anchor_sizes', 'dropout_keep_prob': '--dropout_keep_prob',
+                '--anchor_sizes', 'anchor_clip': '--anchor_sizes',
                 'batch_norm': '--batch_norm'}
+# Parameters of training alone, free to change when a run resumes.
+_TRAINING_ONLY_PARAMS = ('dropout_keep_prob',)
 
 
 def _param_setting(name, value):
@@ -633,7 +635,8 @@ def check_resume_params(prefix, model_name, params):
     return
   saved_params = saved[1]
   differing = [name for name in params._fields
-               if getattr(params, name) != getattr(saved_params, name)]
+               if name not in _TRAINING_ONLY_PARAMS and
+               getattr(params, name) != getattr(saved_params, name)]
   if not differing:
     return
   raise CheckpointError(
