@@ -28,6 +28,7 @@ from utils import tf_compat  # noqa: F401  (before tf_slim: restores the names i
 import tf_slim as slim
 
 from datasets import dataset_factory
+from datasets import dataset_utils
 from datasets import sample_data
 from deployment import cluster as cluster_lib
 from deployment import model_deploy
@@ -59,6 +60,9 @@ class DataOptions:
   batch_size: int = 8
   num_readers: int = 4
   num_preprocessing_threads: int = 4
+  # Serialized records the shuffle may hold (its buffer in records follows
+  # from the split's mean record size).
+  shuffle_buffer_mib: int = dataset_utils.SHUFFLE_BUFFER_MIB
   augmentation: str = 'ssd'
 
 
@@ -313,6 +317,8 @@ def build_input_queue(dataset, data, model_name, data_format,
       # 1/2 to 1/8 size, keeping twice the input's side (bench/README.md).
       examples = dataset.read(
           num_readers=data.num_readers, shuffle=True, seed=seed,
+          shuffle_buffer_size=dataset.shuffle_buffer_size(
+              data.shuffle_buffer_mib),
           decode_min_side=2 * max(ssd_net.params.img_shape))
       batches = (examples
                  .enumerate()
