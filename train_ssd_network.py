@@ -31,6 +31,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf
 
+from datasets import dataset_utils
 from deployment import cluster as cluster_lib
 from utils import paths
 from utils import train_tools
@@ -237,6 +238,12 @@ def define_flags():
   # Input pipeline.
   flags.DEFINE_integer('batch_size', 8, 'Images per clone per step.')
   flags.DEFINE_integer('num_readers', 4, 'Shards read in parallel.')
+  flags.DEFINE_integer(
+      'shuffle_buffer_mib', training.DataOptions.shuffle_buffer_mib,
+      'MiB of serialized records the shuffle holds (between %d and %d '
+      'records, at most the split): bounds the input\'s memory whatever the '
+      'photo size.' % (dataset_utils.MIN_SHUFFLE_RECORDS,
+                       dataset_utils.MAX_SHUFFLE_RECORDS), lower_bound=1)
   flags.DEFINE_enum('augmentation', 'ssd', ['ssd', 'none'],
                     'Training augmentation: ssd (photometric distortion, '
                     'zoom-out, IoU-constrained crop, flip; what you want) or '

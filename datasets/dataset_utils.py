@@ -35,11 +35,23 @@ import json
 import os
 import struct
 
+from absl import logging
 import tensorflow as tf
 
 METADATA_VERSION = 1
 LABELS_FILENAME = 'labels.txt'
 _METADATA_KEYS = ('name', 'files', 'num_samples', 'num_classes', 'labels')
+
+# Serialized records the training shuffle may hold, in MiB (the default of
+# train_ssd_network.py's --shuffle_buffer_mib).
+SHUFFLE_BUFFER_MIB = 512
+# The shuffle holds this many records at least, whatever their size, and at
+# most this many, however small.
+MIN_SHUFFLE_RECORDS = 16
+MAX_SHUFFLE_RECORDS = 1024
+# Mean record size from which the stored photos are far larger than the
+# network's input: converting with --max_image_side saves memory and time.
+LARGE_RECORD_BYTES = 1 << 20
 
 # The SSD-Tensorflow / TF-slim feature keys.
 _BBOX_KEY = 'image/object/bbox/'
@@ -264,6 +276,56 @@ def read_metadata(path):
   return metadata
 
 
+def shuffle_buffer_records(num_records, mean_record_bytes,
+                           budget_mib=SHUFFLE_BUFFER_MIB):
+  """Records the shuffle buffer holds: those fitting in `budget_mib`.
+
+  Kept between MIN_SHUFFLE_RECORDS and MAX_SHUFFLE_RECORDS, and never more
+  than `num_records` (the buffer then holds the whole split).
+  """
+  fitting = int(budget_mib * (1 << 20) // max(1, mean_record_bytes))
+  bounded = min(MAX_SHUFFLE_RECORDS, max(MIN_SHUFFLE_RECORDS, fitting))
+  return max(1, min(num_records, bounded))
+
+
+def large_records_warning(mean_record_bytes):
+  """A suggestion to store smaller photos when records are large, or None."""
+  if mean_record_bytes <= LARGE_RECORD_BYTES:
+    return None
+  return ('Records average %.1f MB: the photos are far larger than the '
+          'network\'s input, and each one held in the shuffle buffer or '
+          'decoded costs memory and time. Converting them with the '
+          'converter\'s --max_image_side 1200 stores them at ~0.3 MB.' %
+          (mean_record_bytes / 1e6))
+
+
+def read_records(files, num_readers=4, shuffle_buffer_size=0,
+                 num_epochs=None, seed=None):
+  """The serialized records of `files`, as a tf.data.Dataset.
+
+  With a shuffle buffer, the shard order is shuffled, `num_readers` shards
+  are interleaved and the records pass through the buffer, all before the
+  repeat: each epoch is a new permutation of the records, and the buffer
+  never holds two copies of one record.
+
+  Args:
+    files: TFRecord paths.
+    num_readers: shards read in parallel.
+    shuffle_buffer_size: records the shuffle holds; 0: file order.
+    num_epochs: passes over the data; None repeats forever.
+    seed: shuffle seed, None for a random order.
+  """
+  shards = tf.data.Dataset.from_tensor_slices(list(files))
+  if shuffle_buffer_size:
+    shards = shards.shuffle(len(files), seed=seed)
+  records = shards.interleave(
+      tf.data.TFRecordDataset, cycle_length=max(1, num_readers),
+      num_parallel_calls=max(1, num_readers))
+  if shuffle_buffer_size:
+    records = records.shuffle(shuffle_buffer_size, seed=seed)
+  return records.repeat(num_epochs)
+
+
 class DetectionDataset(object):
   """A split of converted detection TFRecords and how to read it.
 
@@ -293,15 +355,32 @@ class DetectionDataset(object):
             '%d classes)' % (self.name, self.split_name, self.num_samples,
                              len(self.files), self.num_classes))
 
+  def mean_record_bytes(self):
+    """Mean size of a serialized record: the shards' bytes / num_samples."""
+    total = sum(tf.io.gfile.stat(path).length for path in self.files)
+    return total / max(1, self.num_samples)
+
+  def shuffle_buffer_size(self, budget_mib=SHUFFLE_BUFFER_MIB):
+    """Records of this split that the training shuffle holds (logged, with
+    a suggestion when the records are large)."""
+    mean_bytes = self.mean_record_bytes()
+    size = shuffle_buffer_records(self.num_samples, mean_bytes, budget_mib)
+    logging.info('Shuffle buffer: %d records of %.2f MB on average '
+                 '(budget %d MiB, %d records in the split).', size,
+                 mean_bytes / 1e6, budget_mib, self.num_samples)
+    warning = large_records_warning(mean_bytes)
+    if warning:
+      logging.warning('%s', warning)
+    return size
+
   def read(self, num_readers=4, shuffle=True, num_epochs=None, seed=None,
-           num_parallel_calls=tf.data.AUTOTUNE, shuffle_buffer_size=1024,
+           num_parallel_calls=tf.data.AUTOTUNE, shuffle_buffer_size=None,
            decode_min_side=None):
     """Returns a tf.data.Dataset of decoded examples (`decode_example` dicts).
 
-    Shards are read `num_readers` at a time (interleaved), serialized
-    records are shuffled before decoding so the buffer stays small, and
-    decoding runs in parallel.  The order is deterministic for a given
-    `seed` (or when `shuffle` is False).
+    The serialized records come from `read_records` (each epoch a new
+    permutation when shuffled); decoding runs in parallel.  The order is
+    deterministic for a given `seed` (or when `shuffle` is False).
 
     Args:
       num_readers: shards read in parallel.
@@ -309,22 +388,20 @@ class DetectionDataset(object):
       num_epochs: passes over the data; None repeats forever.
       seed: shuffle seed, None for a random order.
       num_parallel_calls: parallel decodes (tf.data.AUTOTUNE by default).
-      shuffle_buffer_size: records held by the record shuffle.
+      shuffle_buffer_size: records held by the record shuffle; None: those
+        fitting in SHUFFLE_BUFFER_MIB (`shuffle_buffer_size()`).
       decode_min_side: decode large JPEGs at reduced size, keeping at least
         this many pixels on the shorter side (see `decode_image`).
 
     Returns:
       The tf.data.Dataset.
     """
-    files = tf.data.Dataset.from_tensor_slices(self.files)
-    if shuffle:
-      files = files.shuffle(len(self.files), seed=seed)
-    files = files.repeat(num_epochs)
-    records = files.interleave(
-        tf.data.TFRecordDataset, cycle_length=max(1, num_readers),
-        num_parallel_calls=max(1, num_readers))
-    if shuffle:
-      records = records.shuffle(shuffle_buffer_size, seed=seed)
+    if not shuffle:
+      shuffle_buffer_size = 0
+    elif shuffle_buffer_size is None:
+      shuffle_buffer_size = self.shuffle_buffer_size()
+    records = read_records(self.files, num_readers, shuffle_buffer_size,
+                           num_epochs, seed)
     return records.map(
         functools.partial(decode_example, min_side=decode_min_side),
         num_parallel_calls=num_parallel_calls)

@@ -62,6 +62,9 @@ class DataOptions:
   batch_size: int = 8
   num_readers: int = 4
   num_preprocessing_threads: int = 4
+  # Serialized records the shuffle may hold (its buffer in records follows
+  # from the split's mean record size).
+  shuffle_buffer_mib: int = dataset_utils.SHUFFLE_BUFFER_MIB
   augmentation: str = 'ssd'
 
 
@@ -316,6 +319,8 @@ def build_input_queue(dataset, data, model_name, data_format,
       # 1/2 to 1/8 size, keeping twice the input's side (bench/README.md).
       examples = dataset.read(
           num_readers=data.num_readers, shuffle=True, seed=seed,
+          shuffle_buffer_size=dataset.shuffle_buffer_size(
+              data.shuffle_buffer_mib),
           decode_min_side=2 * max(ssd_net.params.img_shape))
       batches = (examples
                  .enumerate()
