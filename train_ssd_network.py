@@ -264,6 +264,13 @@ def define_flags():
   flags.DEFINE_boolean('ignore_missing_vars', False,
                        'Leave variables absent from --checkpoint_path at '
                        'their initial values instead of failing.')
+  flags.DEFINE_boolean('restore_reduced_fc', True,
+                       'From TF-slim\'s ImageNet vgg_16 checkpoint, start '
+                       'conv6 and conv7 from its fc6 and fc7 sampled as the '
+                       'SSD paper\'s reduced VGG16 (fc6: spatial positions '
+                       '0, 3, 6 and every 4th filter; fc7: every 4th input '
+                       'and output); --norestore_reduced_fc keeps them '
+                       'random.')
   # Logging and saving.
   flags.DEFINE_integer('log_every_n_steps', 10,
                        'Steps between two progress lines.')

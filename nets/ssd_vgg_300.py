@@ -320,6 +320,15 @@ class SSDNet(object):
       ssd_only += ['%s/BatchNorm' % name for name in _vgg_convolutions()]
     return ['%s/%s' % (scope, name) for name in ssd_only]
 
+  def class_heads(self, scope='ssd_300_vgg'):
+    """(variable scope, output channels) of each feature layer's class
+    prediction convolution: anchors per cell x classes."""
+    return [('%s/%s_box/conv_cls' % (scope, layer),
+             anchor_generator.anchors_per_cell(ratios) *
+             self.params.num_classes)
+            for layer, ratios in zip(self.params.feat_layers,
+                                     self.params.anchor_ratios)]
+
   @staticmethod
   def vgg_16_variables(variables, scope='ssd_300_vgg'):
     """{vgg_16 checkpoint name: variable} for the VGG variables among

@@ -474,3 +474,46 @@ def test_hparams_are_the_settings_that_tell_runs_apart(tmp_path):
                  for name in hparams), hparams
   assert all(isinstance(value, (bool, int, float, str))
              for value in hparams.values())
+
+
+def _vgg16_checkpoint_with_fc(path, rng):
+  """A TF-slim vgg_16 checkpoint: the 26 convolution variables and fc6/fc7
+  at their ImageNet shapes; returns (prefix, {name: value})."""
+  values = {
+      name.replace('ssd_300_vgg/', 'vgg_16/', 1):
+          rng.standard_normal(shape, dtype=np.float32) * 0.01
+      for name, shape in _model_variable_shapes(5).items()
+      if name.split('/')[1] in ssd_vgg_300.VGG_SCOPES}
+  values.update({
+      'vgg_16/fc6/weights': rng.random((7, 7, 512, 4096), dtype=np.float32),
+      'vgg_16/fc6/biases': rng.random(4096, dtype=np.float32),
+      'vgg_16/fc7/weights': rng.random((1, 1, 4096, 4096), dtype=np.float32),
+      'vgg_16/fc7/biases': rng.random(4096, dtype=np.float32)})
+  return _save_checkpoint(path, values), values
+
+
+@pytest.mark.parametrize('restore_reduced_fc', [True, False])
+def test_imagenet_vgg16_fc6_fc7_become_conv6_conv7_decimated(
+    tmp_path, sample_dataset_dir, restore_reduced_fc):
+  prefix, vgg = _vgg16_checkpoint_with_fc(str(tmp_path / 'vgg' / 'vgg_16.ckpt'),
+                                          np.random.default_rng(0))
+  _, values, _ = run_steps(small_config(
+      tmp_path / 'train', sample_dataset_dir,
+      model=dict(checkpoint_path=prefix,
+                 restore_reduced_fc=restore_reduced_fc)), 0)
+  expected = {  # NumPy slicing: positions 0, 3, 6; every 4th filter.
+      'conv6/weights': vgg['vgg_16/fc6/weights'][[0, 3, 6]][:, [0, 3, 6]][
+          ..., np.arange(0, 4096, 4)],
+      'conv6/biases': vgg['vgg_16/fc6/biases'][np.arange(0, 4096, 4)],
+      'conv7/weights': vgg['vgg_16/fc7/weights'][
+          :, :, np.arange(0, 4096, 4)][..., np.arange(0, 4096, 4)],
+      'conv7/biases': vgg['vgg_16/fc7/biases'][np.arange(0, 4096, 4)]}
+  for name, value in expected.items():
+    restored = values['ssd_300_vgg/' + name]
+    assert restored.shape == value.shape
+    if restore_reduced_fc:
+      np.testing.assert_array_equal(restored, value)
+    else:
+      assert not np.array_equal(restored, value)
+  np.testing.assert_array_equal(values['ssd_300_vgg/conv5/conv5_3/weights'],
+                                vgg['vgg_16/conv5/conv5_3/weights'])

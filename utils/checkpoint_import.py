@@ -1,4 +1,4 @@
-"""Checkpoints of other SSD300 implementations, as this project's checkpoints.
+"""Weights of other implementations, as this project's variables.
 
 torchvision's `ssd300_vgg16` is the same network as SSD300 here (layer for
 layer, anchors in the same order, the same box coding): its `state_dict`
@@ -12,6 +12,12 @@ dh) on both sides, so kernels are transposed, never reordered.
 variable names; `write_checkpoint` writes them as `model.ckpt-0` with the
 `ssd_params.json` (the class count, torchvision's clamped anchors) that
 evaluation, the demo, export and fine-tuning read.
+
+`reduced_fc_values` gives SSD's conv6 and conv7 from TF-slim's ImageNet
+`vgg_16` checkpoint the way the SSD paper does (its Caffe model
+VGG_ILSVRC_16_layers_fc_reduced): fc6's 7x7x512x4096 kernel sampled at
+spatial positions 0, 3, 6 and every 4th filter becomes the dilated
+3x3x512x1024 conv6; fc7's every 4th input and output the 1x1x1024x1024 conv7.
 """
 import os
 
@@ -64,6 +70,17 @@ TORCHVISION_CONVOLUTIONS = (_VGG_CONVOLUTIONS + _EXTRA_CONVOLUTIONS +
                             _HEAD_CONVOLUTIONS)
 TORCHVISION_L2_SCALE = ('backbone.scale_weight',
                         'block4_box/L2Normalization/gamma')
+_EVERY_4TH = slice(0, None, 4)
+_EVERY_3RD = slice(0, None, 3)
+_ALL = slice(None)
+# (vgg_16 variable, SSD variable, the NumPy index that samples it).
+VGG16_REDUCED_FC = (
+    ('fc6/weights', 'conv6/weights', (_EVERY_3RD, _EVERY_3RD, _ALL,
+                                      _EVERY_4TH)),
+    ('fc6/biases', 'conv6/biases', (_EVERY_4TH,)),
+    ('fc7/weights', 'conv7/weights', (_ALL, _ALL, _EVERY_4TH, _EVERY_4TH)),
+    ('fc7/biases', 'conv7/biases', (_EVERY_4TH,)),
+)
 # The first classification head: its output channels are anchors x classes.
 _FIRST_CLASS_HEAD = 'head.classification_head.module_list.0.weight'
 _ANCHORS_OF_FIRST_HEAD = 4
@@ -124,6 +141,23 @@ def torchvision_to_variables(state_dict, model_scope=MODEL_NAME):
       value = value.transpose(2, 3, 1, 0)
     variables['%s/%s' % (model_scope, name)] = np.ascontiguousarray(value)
   return variables
+
+
+def reduced_fc_values(reader, checkpoint_scope, model_scope=MODEL_NAME):
+  """{SSD variable name: array}: conv6/conv7 sampled from the checkpoint's
+  fc6/fc7 (see VGG16_REDUCED_FC), for those the checkpoint holds.
+
+  Args:
+    reader: the vgg_16 checkpoint's tf.train.load_checkpoint reader.
+    checkpoint_scope: its model scope, 'vgg_16'.
+    model_scope: this model's scope.
+  """
+  values = {}
+  for source, target, index in VGG16_REDUCED_FC:
+    name = '%s/%s' % (checkpoint_scope, source)
+    if reader.has_tensor(name):
+      values['%s/%s' % (model_scope, target)] = reader.get_tensor(name)[index]
+  return values
 
 
 def read_state_dict(path):

@@ -26,6 +26,7 @@ What it guards against:
   * a full disk while saving (`CheckpointSaver`: one line, partial files
     removed), and partial files of killed runs (`remove_partial_files`).
 """
+import collections
 import errno
 import glob
 import os
@@ -269,10 +270,17 @@ def pretrained_settings(checkpoint_path, ssd_net, model_scope,
   is what restores its 26 convolution variables.  Each choice made is
   logged.  Other checkpoints keep the given values.
 
+  An SSD checkpoint whose class heads predict another number of classes
+  than `ssd_net`, given no exclusions, has its class heads excluded (they
+  start from scratch), logged with the flag that does it.
+
   Returns:
     (checkpoint_model_scope, exclude_scopes) to pass to `get_init_fn`.
   """
   if not is_vgg16_checkpoint(checkpoint_path):
+    if not exclude_scopes and ssd_net is not None:
+      exclude_scopes = _other_class_heads(checkpoint_path, ssd_net,
+                                          model_scope, checkpoint_model_scope)
     return checkpoint_model_scope, exclude_scopes
   if not checkpoint_model_scope:
     checkpoint_model_scope = ssd_vgg_300.VGG_16_SCOPE
@@ -286,6 +294,27 @@ def pretrained_settings(checkpoint_path, ssd_net, model_scope,
     logging.info('The SSD-only layers start from scratch '
                  '(--checkpoint_exclude_scopes=%s).', exclude_scopes)
   return checkpoint_model_scope, exclude_scopes
+
+
+def _other_class_heads(checkpoint_path, ssd_net, model_scope,
+                       checkpoint_model_scope):
+  """The class-head scopes to exclude (comma-separated) when the checkpoint's
+  class heads have other output channels than `ssd_net`'s, else None."""
+  shapes = open_checkpoint(checkpoint_path).get_variable_to_shape_map()
+  heads = ssd_net.class_heads(model_scope)
+  saved_channels = [
+      shapes.get(checkpoint_name(scope + '/weights', model_scope,
+                                 checkpoint_model_scope), [None])[-1]
+      for scope, _ in heads]
+  if all(saved in (None, channels)
+         for saved, (_, channels) in zip(saved_channels, heads)):
+    return None
+  exclude_scopes = ','.join(scope for scope, _ in heads)
+  logging.info('%s predicts another number of classes than this model (%d '
+               'with background): its class heads start from scratch '
+               '(--checkpoint_exclude_scopes=%s).', checkpoint_path,
+               ssd_net.params.num_classes, exclude_scopes)
+  return exclude_scopes
 
 
 def checkpoint_name(variable_name, model_scope, checkpoint_model_scope):
@@ -387,12 +416,20 @@ def _scopes_of(names):
 
 
 def get_init_fn(model_scope, checkpoint_path, checkpoint_model_scope=None,
-                exclude_scopes=None, ignore_missing_vars=False):
+                exclude_scopes=None, ignore_missing_vars=False,
+                derived_values=None):
   """The init_fn for slim.learning.train that loads a pretrained checkpoint.
 
   Validates the checkpoint now, before the session starts: every file reads
   back, and the variables fit the model.  Logs how many variables it
   restores and which keep their initial values.
+
+  Args:
+    model_scope, checkpoint_path, checkpoint_model_scope, exclude_scopes,
+    ignore_missing_vars: see `variables_to_restore`.
+    derived_values: {model variable name: array} assigned after the restore
+      to excluded variables of that shape (conv6/conv7 sampled from
+      vgg_16's fc6/fc7); others are ignored.
 
   Returns:
     A function(session) doing the restore.
@@ -406,8 +443,11 @@ def get_init_fn(model_scope, checkpoint_path, checkpoint_model_scope=None,
   restore_map, left_out = variables_to_restore(
       model_scope, checkpoint_path, checkpoint_model_scope, exclude_scopes,
       ignore_missing_vars)
-  logging.info('Initialising %d variables from %s.', len(restore_map),
-               checkpoint_path)
+  derived = _derived_assignments(derived_values or {}, left_out)
+  left_out = [name for name in left_out if name not in derived.names]
+  logging.info('Initialising %d variables from %s%s.', len(restore_map),
+               checkpoint_path, ' (and %s derived from it)' % ', '.join(
+                   derived.names) if derived.names else '')
   if left_out:
     logging.info('%d variables keep their initial values:\n  %s',
                  len(left_out), '\n  '.join(left_out))
@@ -415,7 +455,30 @@ def get_init_fn(model_scope, checkpoint_path, checkpoint_model_scope=None,
 
   def restore(session):
     saver.restore(session, checkpoint_path)
+    if derived.names:
+      session.run(derived.assign_ops, derived.feeds)
   return restore
+
+
+_Assignments = collections.namedtuple('_Assignments',
+                                      ['names', 'assign_ops', 'feeds'])
+
+
+def _derived_assignments(values, left_out):
+  """Assign ops (fed at restore) for the `values` of left-out variables of
+  the same shape."""
+  names, assign_ops, feeds = [], [], {}
+  for variable in slim.get_model_variables():
+    name = variable.op.name
+    value = values.get(name)
+    if (value is None or name not in left_out or
+        list(value.shape) != variable.shape.as_list()):
+      continue
+    feed = _v1.placeholder(variable.dtype.base_dtype, variable.shape)
+    assign_ops.append(variable.assign(feed))
+    feeds[feed] = value
+    names.append(name)
+  return _Assignments(names, assign_ops, feeds)
 
 
 # --------------------------------------------------------------------------

@@ -33,8 +33,10 @@ from datasets import sample_data
 from deployment import cluster as cluster_lib
 from deployment import model_deploy
 from nets import nets_factory
+from nets import ssd_vgg_300
 from preprocessing import preprocessing_factory
 from preprocessing import visualization
+from utils import checkpoint_import
 from utils import checkpoints
 from utils import paths
 from utils import train_tools
@@ -85,6 +87,9 @@ class ModelOptions:
   checkpoint_model_scope: typing.Optional[str] = None
   checkpoint_exclude_scopes: typing.Optional[str] = None
   ignore_missing_vars: bool = False
+  # From TF-slim's vgg_16: conv6/conv7 sampled from its fc6/fc7 (the SSD
+  # paper's reduced VGG16) instead of random.
+  restore_reduced_fc: bool = True
 
 
 @dataclasses.dataclass
@@ -909,7 +914,24 @@ def make_init_fn(train_dir, model, ssd_net=None):
       model.checkpoint_exclude_scopes)
   return checkpoints.get_init_fn(
       model.model_name, checkpoint_path, checkpoint_model_scope,
-      exclude_scopes, model.ignore_missing_vars)
+      exclude_scopes, model.ignore_missing_vars,
+      derived_values=_reduced_fc(model, checkpoint_path,
+                                 checkpoint_model_scope))
+
+
+def _reduced_fc(model, checkpoint_path, checkpoint_model_scope):
+  """conv6/conv7 sampled from a vgg_16 checkpoint's fc6/fc7, or None."""
+  if (not model.restore_reduced_fc or
+      checkpoint_model_scope != ssd_vgg_300.VGG_16_SCOPE):
+    return None
+  values = checkpoint_import.reduced_fc_values(
+      checkpoints.open_checkpoint(checkpoint_path), checkpoint_model_scope,
+      model.model_name)
+  if values:
+    logging.info('conv6 and conv7 start from %s\'s fc6 and fc7, sampled as '
+                 'the SSD paper\'s reduced VGG16 (--norestore_reduced_fc '
+                 'keeps them random).', checkpoint_path)
+  return values
 
 
 def check_train_dir(train_dir):
