@@ -32,7 +32,8 @@ def test_a_second_holder_is_refused_naming_the_first(tmp_path):
       'the folder is in use by another run: pid %d on host %s (lock file '
       '%s); wait for it to finish or stop it' % (
           os.getpid(), socket.gethostname(), lock_path))
-  # Released at the end of the block.
+  # Released, and removed, at the end of the block.
+  assert not os.path.exists(lock_path)
   with run_lock.hold(lock_path, 'the folder'):
     pass
 
@@ -55,3 +56,4 @@ def test_the_lock_of_a_killed_process_is_free(tmp_path):
   assert open(lock_path).read().split()[0] == str(holder.pid)
   with run_lock.hold(lock_path, 'the folder'):
     assert open(lock_path).read().split()[0] == str(os.getpid())
+  assert not os.path.exists(lock_path)
