@@ -301,7 +301,7 @@ def main(argv):
     raise app.UsageError('no images: give them with --images')
   _v1.disable_eager_execution()
   try:
-    _, problems = run(
+    results, problems = run(
         FLAGS.checkpoint_path, images, FLAGS.output_dir, FLAGS.labels,
         strict=FLAGS.strict, progress=FLAGS.progress,
         model_name=FLAGS.model_name,
@@ -309,6 +309,9 @@ def main(argv):
         moving_average_decay=FLAGS.moving_average_decay)
   except ValueError as error:
     sys.exit('error: %s' % error)
+  if not results:
+    sys.exit('error: none of the %d image(s) could be read: nothing was '
+             'drawn' % len(problems))
   if problems:
     print('%d image(s) skipped or flagged, see the warnings' % len(problems),
           file=sys.stderr)

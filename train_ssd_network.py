@@ -15,7 +15,9 @@ trains on the built-in sample dataset (generated on first use).
 """
 import collections
 import dataclasses
+import operator
 import os
+import shlex
 import sys
 
 from absl import app
@@ -34,6 +36,7 @@ import tensorflow as tf
 from datasets import dataset_utils
 from deployment import cluster as cluster_lib
 from utils import paths
+from utils import run_lock
 from utils import train_tools
 from utils import training
 # pylint: enable=g-import-not-at-top,wrong-import-position
@@ -303,6 +306,56 @@ def define_flags():
   flags.DEFINE_integer('seed', None, 'Graph-level random seed.')
 
 
+# Bounds of the numeric flags, checked before anything is built; a flag
+# left at None (its default) is not checked.
+FLAG_BOUNDS = {
+    'learning_rate': ('> 0',),
+    'end_learning_rate': ('>= 0',),
+    'learning_rate_decay_factor': ('> 0',),
+    'num_epochs_per_decay': ('> 0',),
+    'warmup_steps': ('>= 0',),
+    'weight_decay': ('>= 0',),
+    'momentum': ('>= 0',),
+    'moving_average_decay': ('>= 0', '< 1'),
+    'batch_size': ('>= 1',),
+    'num_clones': ('>= 1',),
+    'num_readers': ('>= 1',),
+    'num_preprocessing_threads': ('>= 1',),
+    'max_number_of_steps': ('>= 0',),
+    'max_training_minutes': ('> 0',),
+    'dropout_keep_prob': ('> 0', '<= 1'),
+    'match_threshold': ('> 0', '<= 1'),
+    'negative_ratio': ('>= 0',),
+    'loss_alpha': ('>= 0',),
+    'label_smoothing': ('>= 0', '< 1'),
+    'gpu_memory_fraction': ('> 0', '<= 1'),
+    'log_every_n_steps': ('>= 1',),
+    'save_summaries_secs': ('>= 0',),
+    'save_interval_secs': ('>= 0',),
+    'max_to_keep': ('>= 0',),
+    'replicas_to_aggregate': ('>= 1',),
+    'cluster_timeout_secs': ('> 0',),
+    'ps_idle_secs': ('>= 0',),
+    'stop_grace_secs': ('>= 0',),
+}
+_COMPARISONS = {'>': operator.gt, '>=': operator.ge, '<': operator.lt,
+                '<=': operator.le}
+
+
+def check_flag_bounds():
+  """Raises ValueError naming the first numeric flag out of FLAG_BOUNDS,
+  e.g. '--learning_rate must be > 0, got -1'."""
+  for name, conditions in FLAG_BOUNDS.items():
+    value = FLAGS[name].value
+    if value is None:
+      continue
+    for condition in conditions:
+      symbol, bound = condition.split()
+      if not _COMPARISONS[symbol](value, float(bound)):
+        raise ValueError('--%s must be %s, got %g' % (name, condition,
+                                                      value))
+
+
 def resolve_cluster_flags():
   """cluster_lib.Settings of the cluster flags (cluster None: a local run).
 
@@ -361,31 +414,44 @@ def first_run_settings():
   return groups
 
 
-def print_next_steps(config):
-  """Prints the commands that evaluate and draw the model just trained."""
-  checkpoint = ''
+def _command(*words):
+  """A shell command line of `words`, each quoted as the shell needs."""
+  return ' '.join(shlex.quote(str(word)) for word in words)
+
+
+def next_steps_commands(config):
+  """(evaluate, demo) commands, shell-quoted, for the model just trained."""
+  checkpoint = []
   if os.path.abspath(config.logging.train_dir) != paths.FINE_TUNING_DIR:
-    checkpoint = ' --checkpoint_path %s' % config.logging.train_dir
+    checkpoint = ['--checkpoint_path', config.logging.train_dir]
   python = os.path.relpath(sys.executable) if sys.executable.startswith(
       paths.PROJECT_ROOT) else sys.executable
   if config.data.dataset_dir:
-    data = ' --dataset_dir %s --dataset_split_name <split>' % (
-        config.data.dataset_dir)
-    images = '<your images or folder>'
+    data = ['--dataset_dir', config.data.dataset_dir,
+            '--dataset_split_name', '<split>']
+    images = ['<your images or folder>']
     labels = os.path.join(config.data.dataset_dir, 'labels.txt')
   else:
-    data = ''
+    data = []
     sample = os.path.relpath(paths.SAMPLE_DIR)
-    images = ' '.join(os.path.join(sample, 'voc', 'JPEGImages',
-                                   'val_%05d.jpg' % i) for i in range(3))
+    images = [os.path.join(sample, 'voc', 'JPEGImages', 'val_%05d.jpg' % i)
+              for i in range(3)]
     labels = os.path.join(sample, 'labels.txt')
+  evaluate = _command(python, 'eval_ssd_network.py', *checkpoint, *data)
+  demo = _command(python, 'demo_ssd.py', *checkpoint, '--labels', labels,
+                  '--output_dir', 'demo_out', '--images', *images)
+  return evaluate, demo
+
+
+def print_next_steps(config):
+  """Prints the commands that evaluate and draw the model just trained."""
+  evaluate, demo = next_steps_commands(config)
   print('\nNext steps:\n'
         '  evaluate (VOC mAP on the %s split):\n'
-        '    %s eval_ssd_network.py%s%s\n'
+        '    %s\n'
         '  draw the detections on a few images into demo_out/:\n'
-        '    %s demo_ssd.py%s --labels %s --output_dir demo_out --images %s'
-        % ('sample val' if not data else 'chosen', python, checkpoint, data,
-           python, checkpoint, labels, images), flush=True)
+        '    %s' % ('chosen' if config.data.dataset_dir else 'sample val',
+                    evaluate, demo), flush=True)
 
 
 # --precision and --data_format as this machine resolves them.
@@ -418,17 +484,20 @@ def resolve_platform(log=True):
   return Platform(precision_choice[0], layout_choice[0])
 
 
-def config_from_flags(platform=None):
+def config_from_flags(log_platform=False):
   """The TrainingConfig of the command line.
 
   Args:
-    platform: the resolved Platform; default: resolve_platform(log=False).
+    log_platform: log the platform and the choices made for it
+      (`resolve_platform`).
 
   Raises:
-    ValueError: for inconsistent cluster flags, or a layout this machine
+    ValueError: for a numeric flag out of its bounds (`check_flag_bounds`,
+      checked first), inconsistent cluster flags, or a layout this machine
       cannot run.
   """
-  platform = platform or resolve_platform(log=False)
+  check_flag_bounds()
+  platform = resolve_platform(log=log_platform)
   settings = resolve_cluster_flags()
   first_run = first_run_settings()
   deployment = dict(cluster=settings.cluster, precision=platform.precision)
@@ -456,7 +525,7 @@ def config_from_flags(platform=None):
 def main(unused_argv):
   tf.compat.v1.disable_eager_execution()
   try:
-    config = config_from_flags(resolve_platform())
+    config = config_from_flags(log_platform=True)
     cluster = config.deployment.cluster
     if cluster is not None and cluster.is_ps:
       cluster_lib.run_parameter_server(
@@ -465,11 +534,12 @@ def main(unused_argv):
       return
     dataset = training.load_dataset(config.data)
     ssd_net = training.build_ssd_net(config.model, dataset.num_classes)
-    training.run_training(config, ssd_net, dataset)
-    if config.deployment.is_chief:
+    trained = training.run_training(config, ssd_net, dataset)
+    if trained and config.deployment.is_chief:
       print_next_steps(config)
-  except (training.TrainingStopped, ValueError) as error:
-    # Bad flags, data or checkpoints: the message says what to fix.
+  except (training.TrainingStopped, ValueError, run_lock.LockHeld) as error:
+    # Bad flags, data or checkpoints, or a train_dir in use: the message
+    # says what to fix.
     logging.error('%s', error)
     sys.exit(1)
 

@@ -16,6 +16,7 @@ dataset of the same name.  Box convention: `datasets.voc_common`.
 """
 import collections
 import concurrent.futures
+import contextlib
 import os
 import random
 import re
@@ -32,6 +33,7 @@ import tqdm
 from datasets import dataset_utils
 from datasets import image_files
 from datasets import voc_common
+from utils import run_lock
 
 # Everything a converter counts, with the summary's description.  The kinds
 # from 'missing_annotation' on are errors unless `skip_bad` turns them into
@@ -399,6 +401,22 @@ def _prepare_output_dir(output_dir):
                           (output_dir, error.strerror or error)) from None
 
 
+def lock_path(output_dir, output_name):
+  """The lock file a conversion to `output_name` holds."""
+  return os.path.join(output_dir, '.%s.lock' % output_name)
+
+
+@contextlib.contextmanager
+def _output_lock(output_dir, output_name):
+  """Holds `lock_path` for the block; ConversionError if another run does."""
+  try:
+    with run_lock.hold(lock_path(output_dir, output_name),
+                       '%s in %s' % (output_name, output_dir)):
+      yield
+  except run_lock.LockHeld as error:
+    raise ConversionError('%s; nothing was written' % error) from None
+
+
 def write_dataset(plan, output_dir, output_name, source, samples_per_file=200,
                   num_threads=2, skip_bad=False, keep_empty=False,
                   allow_empty=False, max_image_side=None, progress=False):
@@ -433,48 +451,49 @@ def write_dataset(plan, output_dir, output_name, source, samples_per_file=200,
                           output_name)
   labels_to_names = voc_common.labels_to_names(plan.class_names)
   _prepare_output_dir(output_dir)
-  _check_labels_file(output_dir, labels_to_names)
-  _remove_stale_staging(output_dir, output_name)
-  if os.path.exists(dataset_utils.metadata_path(output_dir, output_name)):
-    kept_note = ('the previous dataset %s in %s was left unchanged' %
-                 (output_name, output_dir))
-  else:
-    kept_note = 'nothing was written'
-  staging_dir = tempfile.mkdtemp(prefix='.' + output_name + _STAGING_INFIX,
-                                 dir=output_dir)
-  try:
-    if not plan.images and not allow_empty:
-      skipped = collections.Counter(kind for kind, _ in plan.warnings)
-      raise ConversionError('no images to convert (skipped: %s); pass '
-                            '--allow_empty to write an empty dataset' % (
-                                ', '.join('%s: %d' % item for item in
-                                          sorted(skipped.items()))
-                                or 'none'))
-    shards, tallies = _write_records(
-        plan, staging_dir, output_name, samples_per_file, num_threads,
-        skip_bad, keep_empty, max_image_side, progress)
-    metadata, warnings = _metadata(plan, output_name, shards, tallies, source)
-    for kind, message in warnings:
-      logging.warning('%s: %s', kind, message)
-    if not shards.num_written and not allow_empty:
-      raise ConversionError(
-          'all %d images were skipped (%s); pass --allow_empty to write an '
-          'empty dataset' % (len(plan.images), ', '.join(
-              '%s: %d' % item for item in metadata['warnings'].items())))
-    dataset_utils.write_metadata(metadata, staging_dir)
-    dataset_utils.write_label_file(labels_to_names, staging_dir)
-  except ConversionError as error:
-    raise ConversionError('%s (%s)' % (error, kept_note)) from None
-  except OSError as error:
-    raise ConversionError('writing %s in %s failed: %s (%s)' % (
-        output_name, output_dir, error, kept_note)) from None
-  else:
-    _swap_in(staging_dir, output_dir, output_name,
-             shards.files + [dataset_utils.LABELS_FILENAME,
-                             output_name + '.json'], kept_note)
-  finally:
-    shutil.rmtree(staging_dir, ignore_errors=True)
-  return metadata
+  with _output_lock(output_dir, output_name):
+    _check_labels_file(output_dir, labels_to_names)
+    _remove_stale_staging(output_dir, output_name)
+    if os.path.exists(dataset_utils.metadata_path(output_dir, output_name)):
+      kept_note = ('the previous dataset %s in %s was left unchanged' %
+                   (output_name, output_dir))
+    else:
+      kept_note = 'nothing was written'
+    staging_dir = tempfile.mkdtemp(prefix='.' + output_name + _STAGING_INFIX,
+                                   dir=output_dir)
+    try:
+      if not plan.images and not allow_empty:
+        skipped = collections.Counter(kind for kind, _ in plan.warnings)
+        raise ConversionError('no images to convert (skipped: %s); pass '
+                              '--allow_empty to write an empty dataset' % (
+                                  ', '.join('%s: %d' % item for item in
+                                            sorted(skipped.items()))
+                                  or 'none'))
+      shards, tallies = _write_records(
+          plan, staging_dir, output_name, samples_per_file, num_threads,
+          skip_bad, keep_empty, max_image_side, progress)
+      metadata, warnings = _metadata(plan, output_name, shards, tallies, source)
+      for kind, message in warnings:
+        logging.warning('%s: %s', kind, message)
+      if not shards.num_written and not allow_empty:
+        raise ConversionError(
+            'all %d images were skipped (%s); pass --allow_empty to write an '
+            'empty dataset' % (len(plan.images), ', '.join(
+                '%s: %d' % item for item in metadata['warnings'].items())))
+      dataset_utils.write_metadata(metadata, staging_dir)
+      dataset_utils.write_label_file(labels_to_names, staging_dir)
+    except ConversionError as error:
+      raise ConversionError('%s (%s)' % (error, kept_note)) from None
+    except OSError as error:
+      raise ConversionError('writing %s in %s failed: %s (%s)' % (
+          output_name, output_dir, error, kept_note)) from None
+    else:
+      _swap_in(staging_dir, output_dir, output_name,
+               shards.files + [dataset_utils.LABELS_FILENAME,
+                               output_name + '.json'], kept_note)
+    finally:
+      shutil.rmtree(staging_dir, ignore_errors=True)
+    return metadata
 
 
 def format_summary(metadata):

@@ -7,6 +7,7 @@ import pty
 import re
 import select
 import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from datasets import image_files
 from datasets import pascalvoc_to_tfrecords as converter
 from datasets import voc_common
 import datasets_fixtures as support
+from utils import run_lock
 
 CLASSES = ('cat', 'dog')
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -402,6 +404,27 @@ def test_reconversion_replaces_old_shards_and_stale_staging(tmp_path):
   assert sorted(os.listdir(out)) == ['labels.txt', 'pets_train.json',
                                      'pets_train_000.tfrecord']
   assert len(support.read_examples(out, metadata)) == 5
+
+
+def test_a_conversion_to_a_name_in_use_is_refused_naming_the_holder(
+    tmp_path):
+  voc, out = tmp_path / 'voc', tmp_path / 'out'
+  support.make_voc(voc, 2)
+  out.mkdir()
+  # The running conversion's staging folder, which a second one removed.
+  staging = out / '.pets_train.incomplete-running'
+  staging.mkdir()
+  lock_path = conversion.lock_path(str(out), 'pets_train')
+  with run_lock.hold(lock_path, 'the test'):
+    done = _run_cli('--dataset_dir=%s' % voc, '--output_dir=%s' % out,
+                    '--output_name=pets_train', '--discover_labels')
+  assert done.returncode == 1
+  assert done.stderr.splitlines()[-1] == (
+      'error: pets_train in %s is in use by another run: pid %d on host %s '
+      '(lock file %s); wait for it to finish or stop it; nothing was written'
+      % (out, os.getpid(), socket.gethostname(), lock_path)), done.stderr
+  assert 'Traceback' not in done.stderr
+  assert sorted(os.listdir(out)) == [staging.name]
 
 
 def test_zero_images_fail_unless_allowed_and_factory_refuses(tmp_path):

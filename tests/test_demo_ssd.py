@@ -191,6 +191,24 @@ def test_bad_files_in_a_folder_are_skipped_and_counted(
                                             'cut.jpg')]))
 
 
+def test_a_demo_that_could_read_no_image_fails(checkpoint_dir, tmp_path):
+  folder = tmp_path / 'unreadable'
+  folder.mkdir()
+  (folder / 'bad.jpg').write_bytes(b'not a JPEG')
+  (folder / 'empty.jpg').write_bytes(b'')
+  output_dir = tmp_path / 'out'
+  process = subprocess.run(
+      [sys.executable, os.path.join(PROJECT_ROOT, 'demo_ssd.py'),
+       '--checkpoint_path', checkpoint_dir, '--images', str(folder),
+       '--output_dir', str(output_dir)],
+      capture_output=True, text=True, cwd=str(tmp_path), timeout=300)
+  assert process.returncode == 1, process.stderr[-3000:]
+  assert '2 of 2 images skipped (unreadable)' in process.stderr
+  assert process.stderr.splitlines()[-1] == (
+      'error: none of the 2 image(s) could be read: nothing was drawn')
+  assert os.listdir(str(output_dir)) == []
+
+
 def test_command_line_on_a_terminal_warns_by_name_with_a_progress_bar(
     checkpoint_dir, folder_with_bad_files, tmp_path):
   # stdout and stderr on a pseudo-terminal, as in an interactive shell.

@@ -1,7 +1,8 @@
 """Imports run one way: a layer never imports a layer above it.
 
 The layers (README.md, "Architecture"), bottom first:
-  0 helpers    utils/{tf_compat,paths,box_ops,drawing,voc_eval,coco_eval,platform_info}
+  0 helpers    utils/{tf_compat,paths,box_ops,drawing,voc_eval,coco_eval,platform_info,
+               run_lock}
   1 concepts   datasets/, preprocessing/, nets/ (each imports only layer 0 and
                its own package)
   2 deployment deployment/ (layer 0 and itself)
@@ -18,16 +19,16 @@ from conftest import PROJECT_ROOT
 PACKAGES = ('datasets', 'preprocessing', 'nets', 'deployment', 'utils')
 UTILS_LAYERS = {
     'tf_compat': 0, 'paths': 0, 'box_ops': 0, 'drawing': 0, 'voc_eval': 0,
-    'coco_eval': 0, 'platform_info': 0,
+    'coco_eval': 0, 'platform_info': 0, 'run_lock': 0,
     'train_tools': 3, 'training': 3, 'checkpoints': 3, 'detection': 3,
     'openvino_detector': 3, 'checkpoint_import': 3,
 }
 PACKAGE_LAYERS = {'datasets': 1, 'preprocessing': 1, 'nets': 1,
                   'deployment': 2}
 # Bottom helpers that must not even import TensorFlow (NumPy-only metrics, the
-# CPU probe that runs before TensorFlow is imported).
+# CPU probe that runs before TensorFlow is imported, the run lock).
 NO_TENSORFLOW = ('utils.voc_eval', 'utils.coco_eval', 'utils.platform_info',
-                 'utils.drawing', 'utils.paths')
+                 'utils.drawing', 'utils.paths', 'utils.run_lock')
 SCRIPTS = ('train_ssd_network', 'eval_ssd_network', 'demo_ssd',
            'export_ssd_network', 'bench', 'tests', 'conftest')
 

@@ -13,6 +13,7 @@ import ast
 import glob
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -25,6 +26,7 @@ from nets import ssd_vgg_300
 from utils import checkpoints
 from utils import detection
 from utils import paths
+from utils import run_lock
 from utils import train_tools
 from utils import training
 
@@ -247,6 +249,39 @@ MATRIX = [
      'the error comes before the configuration dump, as the last line',
      'tests/test_reliability.py::'
      'test_a_refused_resume_leaves_the_run_metadata_untouched'),
+    # --- Runs that overwrite each other, flags and limits taken on trust.
+    ('25.1', 'two trainings on one --train_dir',
+     'the second stops with one line naming the holder (pid, host), '
+     'writing nothing',
+     'tests/test_reliability.py::'
+     'test_a_train_dir_in_use_is_refused_naming_the_holder'),
+    ('25.1', 'two conversions to one --output_dir/--output_name',
+     'the second stops with one line naming the holder; the first\'s '
+     'staging folder stays',
+     'tests/test_datasets_converter.py::'
+     'test_a_conversion_to_a_name_in_use_is_refused_naming_the_holder'),
+    ('25.1', 'a lock file left by a killed run', 'not held: the next run '
+     'takes it', 'tests/test_run_lock.py::'
+     'test_the_lock_of_a_killed_process_is_free'),
+    ('25.2', '--learning_rate -1, --batch_size 0, --num_clones 0, negative '
+     'steps, weight decay or warm-up',
+     'one line naming the flag and its bound, before anything is built',
+     'tests/test_reliability.py::'
+     'test_out_of_bounds_numeric_flags_fail_naming_the_flag'),
+    ('25.3', '--max_number_of_steps 0', 'trains nothing, says so, exits 0',
+     'tests/test_reliability.py::test_max_number_of_steps_0_trains_nothing'),
+    ('25.3', 'a finished run started again',
+     'trains no further step, says so, exits 0',
+     'tests/test_reliability.py::test_a_finished_run_trains_no_further_step'),
+    ('25.3', 'a cluster resumed at its step limit',
+     'no worker runs a step',
+     'tests/test_train.py::test_a_step_runner_at_its_step_limit_runs_no_step'),
+    ('25.4', 'a demo on images none of which can be read',
+     'one error line, exit 1',
+     'tests/test_demo_ssd.py::test_a_demo_that_could_read_no_image_fails'),
+    ('25.5', 'a --train_dir with a space in the next-steps commands',
+     'shell-quoted: they copy-paste',
+     'tests/test_train.py::test_next_steps_commands_survive_spaces_in_paths'),
 ]
 
 
@@ -738,3 +773,99 @@ def test_an_older_checkpoint_without_parameters_resumes(
                                      _ssd_params_variable()])
   assert step == 1
   assert _ssd_params_value(params_value) == config_params(config)
+# --------------------------------------------------------------------------
+# What the script refuses, or has nothing to do for, before it builds its
+# graph: nothing is left in train_dir.
+
+
+def test_a_train_dir_in_use_is_refused_naming_the_holder(
+    tmp_path, sample_dataset_dir):
+  train_dir = tmp_path / 'run'
+  train_dir.mkdir()
+  lock_path = str(train_dir / training.LOCK_FILE_NAME)
+  with run_lock.hold(lock_path, 'the test'):
+    code, log = run_script(train_dir, sample_dataset_dir,
+                           '--max_number_of_steps=1')
+  assert code == 1, log
+  last_line = log.strip().split('\n')[-1]
+  assert ('--train_dir %s is in use by another run: pid %d on host %s '
+          '(lock file %s)' % (train_dir, os.getpid(), socket.gethostname(),
+                              lock_path)) in last_line, log[-3000:]
+  assert 'Traceback' not in log
+  assert os.listdir(str(train_dir)) == []
+
+
+def test_out_of_bounds_numeric_flags_fail_naming_the_flag(
+    tmp_path, sample_dataset_dir):
+  train_dir = tmp_path / 'run'
+  code, log = run_script(train_dir, sample_dataset_dir,
+                         '--learning_rate=-1')
+  assert code == 1, log
+  assert log.strip().split('\n')[-1].endswith(
+      '] --learning_rate must be > 0, got -1'), log[-3000:]
+  assert not train_dir.exists()
+  # The other bounds, in one process: each bad value's message.
+  checks = subprocess.run(
+      [sys.executable, '-c', _CHECK_BOUNDS] + list(_BAD_FLAGS),
+      capture_output=True, text=True, timeout=RUN_TIMEOUT_SECS,
+      cwd=PROJECT_ROOT)
+  assert checks.returncode == 0, checks.stderr[-3000:]
+  assert checks.stdout.splitlines() == list(_BAD_FLAGS.values())
+
+
+# Parses each flag alone and prints what check_flag_bounds says of it.
+_CHECK_BOUNDS = '''
+import sys
+from absl import flags
+import train_ssd_network
+train_ssd_network.define_flags()
+for flag in sys.argv[1:]:
+  flags.FLAGS.unparse_flags()
+  flags.FLAGS(['train_ssd_network.py', flag])
+  try:
+    train_ssd_network.check_flag_bounds()
+    print('accepted: ' + flag)
+  except ValueError as error:
+    print(error)
+'''
+_BAD_FLAGS = {
+    '--learning_rate=0': '--learning_rate must be > 0, got 0',
+    '--batch_size=0': '--batch_size must be >= 1, got 0',
+    '--batch_size=-2': '--batch_size must be >= 1, got -2',
+    '--num_clones=0': '--num_clones must be >= 1, got 0',
+    '--max_number_of_steps=-1': '--max_number_of_steps must be >= 0, got -1',
+    '--weight_decay=-0.1': '--weight_decay must be >= 0, got -0.1',
+    '--warmup_steps=-5': '--warmup_steps must be >= 0, got -5',
+    '--dropout_keep_prob=1.5': '--dropout_keep_prob must be <= 1, got 1.5',
+    '--max_number_of_steps=0': 'accepted: --max_number_of_steps=0',
+}
+
+
+def _files(directory):
+  return sorted(os.listdir(str(directory)))
+
+
+def test_max_number_of_steps_0_trains_nothing(tmp_path, sample_dataset_dir):
+  train_dir = tmp_path / 'run'
+  code, log = run_script(train_dir, sample_dataset_dir,
+                         '--max_number_of_steps=0')
+  assert code == 0, log
+  assert ('%s is already at step 0 >= --max_number_of_steps 0: nothing to '
+          'train.' % train_dir) in log
+  assert 'Starting Session' not in log
+  assert _files(train_dir) == []
+
+
+def test_a_finished_run_trains_no_further_step(tmp_path, sample_dataset_dir,
+                                               step_1_run):
+  train_dir = str(tmp_path / 'run')
+  shutil.copytree(step_1_run, train_dir)
+  before = _files(train_dir)
+  code, log = run_script(train_dir, sample_dataset_dir,
+                         '--max_number_of_steps=1')
+  assert code == 0, log
+  assert ('%s is already at step 1 >= --max_number_of_steps 1: nothing to '
+          'train.' % train_dir) in log
+  assert 'Starting Session' not in log and 'Next steps' not in log
+  assert _files(train_dir) == before
+  assert checkpoints.saved_global_step(train_dir) == 1

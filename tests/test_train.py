@@ -9,6 +9,7 @@ import glob
 import inspect
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -517,3 +518,42 @@ def test_imagenet_vgg16_fc6_fc7_become_conv6_conv7_decimated(
       assert not np.array_equal(restored, value)
   np.testing.assert_array_equal(values['ssd_300_vgg/conv5/conv5_3/weights'],
                                 vgg['vgg_16/conv5/conv5_3/weights'])
+class _GlobalStepOnlySession(object):
+  """A session in which only the global step, at `step`, may be read."""
+
+  def __init__(self, global_step, step):
+    self._global_step = global_step
+    self._step = step
+
+  def run(self, fetches, *unused_args, **unused_kwargs):
+    assert fetches is self._global_step, 'ran %r' % (fetches,)
+    return self._step
+
+
+def test_a_step_runner_at_its_step_limit_runs_no_step(caplog):
+  global_step, train_op = object(), object()
+  graph = training.TrainingGraph(
+      train_op=train_op, summary_op=None, global_step=global_step,
+      learning_rate=None, total_loss=None, loss_terms={})
+  runner = training.StepRunner(graph, 1, 5, 1)
+  caplog.set_level('INFO')
+  _, should_stop = runner(_GlobalStepOnlySession(global_step, 5), train_op,
+                          global_step, {})
+  assert should_stop
+  assert ('Training is already at step 5 >= --max_number_of_steps 5: '
+          'nothing to train.') in caplog.text
+
+
+def test_next_steps_commands_survive_spaces_in_paths(tmp_path):
+  import train_ssd_network  # pylint: disable=g-import-not-at-top
+  train_dir = str(tmp_path / 'my run')
+  dataset_dir = str(tmp_path / 'my data')
+  config = small_config(train_dir, dataset_dir)
+  evaluate, demo = train_ssd_network.next_steps_commands(config)
+  assert shlex.split(evaluate)[1:] == [
+      'eval_ssd_network.py', '--checkpoint_path', train_dir,
+      '--dataset_dir', dataset_dir, '--dataset_split_name', '<split>']
+  assert shlex.split(demo)[1:] == [
+      'demo_ssd.py', '--checkpoint_path', train_dir, '--labels',
+      os.path.join(dataset_dir, 'labels.txt'), '--output_dir', 'demo_out',
+      '--images', '<your images or folder>']

@@ -243,6 +243,19 @@ def open_pretrained(path):
   return prefix
 
 
+def saved_global_step(directory):
+  """The global step of the newest checkpoint of `directory` that reads
+  back (the one a resume starts from), or None when none does."""
+  for prefix in _newest_first(list_checkpoints(directory)):
+    if unreadable_reason(prefix) is not None:
+      continue
+    reader = tf.train.load_checkpoint(prefix)
+    if reader.has_tensor('global_step'):
+      return int(reader.get_tensor('global_step'))
+    return checkpoint_step(prefix)
+  return None
+
+
 def first_line(error):
   text = getattr(error, 'message', None) or str(error) or type(error).__name__
   return text.strip().split('\n')[0]

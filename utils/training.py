@@ -39,6 +39,7 @@ from preprocessing import visualization
 from utils import checkpoint_import
 from utils import checkpoints
 from utils import paths
+from utils import run_lock
 from utils import train_tools
 
 _v1 = tf.compat.v1
@@ -48,6 +49,8 @@ _NON_FINITE_MARKER = 'Non-finite loss or gradient'
 TRAINING_CONFIG_FILE_NAME = 'training_config.txt'
 # Name scope of the input pipeline (errors of its ops name it).
 _INPUT_SCOPE = 'input_pipeline'
+# Held by the run writing in train_dir (utils/run_lock.py).
+LOCK_FILE_NAME = '.lock'
 
 
 # ---------------------------------------------------------------------------
@@ -706,6 +709,10 @@ class StepRunner(object):
       self._interval_start = time.time()
     if self._start is None:
       self._start = time.time()
+      finished = self._finished_before_training(sess, global_step)
+      if finished:
+        logging.info('%s', finished)
+        return float('nan'), True
     try:
       total_loss, terms, learning_rate = sess.run(
           [train_op, self._loss_terms, self._learning_rate])
@@ -734,6 +741,16 @@ class StepRunner(object):
                        step >= self._max_steps))
     self._summarise(sess, step, should_stop)
     return total_loss, should_stop
+
+  def _finished_before_training(self, sess, global_step):
+    """The nothing-to-train line if the global step is already at the
+    step limit (a cluster resumed past it), else None."""
+    if self._max_steps is None:
+      return None
+    step = sess.run(global_step)
+    if step < self._max_steps:
+      return None
+    return _nothing_to_train_line(step, self._max_steps, 'Training')
 
   def _summarise(self, sess, step, last):
     """Writes the summaries and the throughput since the previous ones.
@@ -1015,8 +1032,55 @@ def make_deploy_config(deployment):
       num_ps_tasks=deployment.num_ps_tasks)
 
 
+def nothing_to_train(config):
+  """The line saying that a local run has nothing to train, or None.
+
+  A local run whose train_dir already holds a checkpoint at or past
+  max_number_of_steps (or whose max_number_of_steps is 0) stops before its
+  graph is built.  In a cluster every worker's first step finds it instead
+  (StepRunner), so that no task waits for a chief that never starts.
+  """
+  max_steps = config.optimisation.max_number_of_steps
+  if max_steps is None or config.deployment.cluster is not None:
+    return None
+  train_dir = config.logging.train_dir
+  step = checkpoints.saved_global_step(train_dir) or 0
+  if step < max_steps:
+    return None
+  return _nothing_to_train_line(step, max_steps, train_dir)
+
+
+def _nothing_to_train_line(step, max_steps, where):
+  return ('%s is already at step %d >= --max_number_of_steps %d: nothing to '
+          'train.' % (where, step, max_steps))
+
+
+def _make_train_dir(train_dir):
+  """Creates train_dir if needed; returns whether it did."""
+  if os.path.isdir(train_dir):
+    return False
+  try:
+    os.makedirs(train_dir)
+  except OSError as error:
+    raise ValueError('cannot create --train_dir %s (%s)' % (
+        train_dir, error.strerror or error)) from None
+  return True
+
+
+def _remove_if_empty(directory):
+  """A train_dir this run created goes again when the run wrote nothing."""
+  try:
+    os.rmdir(directory)
+  except OSError:
+    pass
+
+
 def run_training(config, ssd_net, dataset, input_fn=None):
   """Builds the training graph and runs the training loop.
+
+  The chief (or a local run) holds `<train_dir>/.lock` (LOCK_FILE_NAME) for
+  the run's life: a second run in the same train_dir is refused before it
+  writes anything there.
 
   Args:
     config: a TrainingConfig (deployment.precision resolved: not 'auto').
@@ -1030,19 +1094,45 @@ def run_training(config, ssd_net, dataset, input_fn=None):
   directory, the pretrained checkpoint (before the graph is built), then
   the checkpoint to resume from and its fit to the model (once it is).
 
+  Returns:
+    False when there was nothing to train (`nothing_to_train`, logged),
+    else True.
+
   Raises:
     TrainingStopped: when a non-finite loss or damaged training data
       stopped the run.
     ValueError (incl. CheckpointError): for bad settings, data or
       checkpoints.
+    run_lock.LockHeld: another run holds train_dir (naming its pid, host).
   """
-  deployment = config.deployment
-  cluster = deployment.cluster
-  if deployment.is_chief:
-    check_train_dir(config.logging.train_dir)
+  if not config.deployment.is_chief:
+    _build_and_train(config, ssd_net, dataset, input_fn)
+    return True
+  train_dir = config.logging.train_dir
+  check_train_dir(train_dir)
   if config.model.checkpoint_path:
     # A bad path fails now, not after the graph is built.
     checkpoints.open_pretrained(config.model.checkpoint_path)
+  created = _make_train_dir(train_dir)
+  try:
+    with run_lock.hold(os.path.join(train_dir, LOCK_FILE_NAME),
+                       '--train_dir %s' % train_dir):
+      finished = nothing_to_train(config)
+      if finished:
+        logging.info('%s', finished)
+        return False
+      _build_and_train(config, ssd_net, dataset, input_fn)
+  except BaseException:
+    if created:
+      _remove_if_empty(train_dir)
+    raise
+  return True
+
+
+def _build_and_train(config, ssd_net, dataset, input_fn):
+  """run_training's graph and loop (the lock, if any, already held)."""
+  deployment = config.deployment
+  cluster = deployment.cluster
   if input_fn is None:
     input_fn = tfrecord_input_fn(config, dataset)
   deploy_config = make_deploy_config(deployment)
