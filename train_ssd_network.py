@@ -199,10 +199,13 @@ def define_flags():
                     'How the learning rate decays: exponential (staircase, '
                     'x--learning_rate_decay_factor every '
                     '--num_epochs_per_decay), fixed, polynomial (linear to '
-                    '--end_learning_rate), piecewise (the SSD paper\'s; '
-                    '--learning_rate_boundaries/values), cosine (after the '
-                    'warm-up, to --end_learning_rate at '
-                    '--max_number_of_steps).')
+                    '--end_learning_rate at --max_number_of_steps, or '
+                    'after --num_epochs_per_decay when given), piecewise '
+                    '(the SSD paper\'s; --learning_rate_boundaries/values), '
+                    'cosine (after the warm-up, to --end_learning_rate at '
+                    '--max_number_of_steps). Raising --max_number_of_steps '
+                    'on a resume stretches the polynomial and cosine '
+                    'decays.')
   flags.DEFINE_integer('warmup_steps', 100,
                        'Steps over which the learning rate ramps up '
                        'linearly from learning_rate/warmup_steps; keeps the '
@@ -216,8 +219,11 @@ def define_flags():
                     'then x0.1 at each boundary.')
   flags.DEFINE_float('learning_rate_decay_factor', 0.94,
                      'Exponential decay factor per decay period.')
-  flags.DEFINE_float('num_epochs_per_decay', 2.0,
-                     'Epochs per learning-rate decay period.')
+  flags.DEFINE_float('num_epochs_per_decay', None,
+                     'exponential: epochs between two decay steps (default '
+                     '%g); polynomial: epochs the decay spans (default: the '
+                     'whole run, to --max_number_of_steps).' %
+                     training.EXPONENTIAL_EPOCHS_PER_DECAY)
   flags.DEFINE_float('adadelta_rho', 0.95, 'Adadelta decay rate.')
   flags.DEFINE_float('adadelta_epsilon', 1e-6, 'Adadelta epsilon.')
   flags.DEFINE_float('adagrad_initial_accumulator_value', 0.1,

@@ -61,12 +61,16 @@ FLAGS = flags.FLAGS
 # Every recipe uses Adam with a linear learning-rate decay to
 # end_fraction times its initial value over --schedule_images, after
 # warmup_steps of warm-up.
+# `implementation` is 'ours' (train_ssd_network.py) or 'torchvision'
+# (bench/torchvision_leg.py in the benchmark virtualenv, --torch_python).
 Recipe = collections.namedtuple(
     'Recipe', ['description', 'batch_size', 'learning_rate', 'end_fraction',
-               'warmup_steps', 'weight_decay', 'batch_norm'])
+               'warmup_steps', 'weight_decay', 'batch_norm',
+               'implementation'])
 _BASE = Recipe('no normalisation (SSD as published, but from scratch)',
                batch_size=8, learning_rate=0.001, end_fraction=0.1,
-               warmup_steps=100, weight_decay=0.0005, batch_norm=False)
+               warmup_steps=100, weight_decay=0.0005, batch_norm=False,
+               implementation='ours')
 _BN = _BASE._replace(description='batch norm after every backbone and extra '
                      'convolution (ScratchDet / VGG16-BN)', batch_norm=True)
 RECIPES = collections.OrderedDict([
@@ -83,12 +87,28 @@ RECIPES = collections.OrderedDict([
                                batch_size=4)),
     ('bn_wd5e-5', _BN._replace(description='bn, weight decay 0.00005',
                                weight_decay=0.00005)),
+    ('torchvision', _BASE._replace(
+        description='torchvision\'s ssd300_vgg16, its initialisation and '
+        'SSD augmentation, nobn\'s optimiser and schedule',
+        implementation='torchvision')),
 ])
 
 # What every recipe shares in one run of the benchmark (from the flags).
 RunSettings = collections.namedtuple(
     'RunSettings', ['work_dir', 'budget_images', 'schedule_images',
-                    'eval_every_images', 'num_clones', 'precision', 'seed'])
+                    'eval_every_images', 'num_clones', 'precision', 'seed',
+                    'torch_python', 'torch_threads'])
+# The converted subset: records, the VOC root listing it, its classes.
+SubsetData = collections.namedtuple(
+    'SubsetData', ['records_dir', 'voc_dir', 'classes', 'num_train_images'])
+# How one recipe trains a leg and what its checkpoints are:
+#   trained(step) -> whether the leg up to `step` is already trained;
+#   train(step, seed, log_path) -> seconds spent training it;
+#   checkpoint(step) -> the checkpoint eval_ssd_network.py scores.
+LegRunner = collections.namedtuple(
+    'LegRunner', ['train_dir', 'flags', 'trained', 'train', 'checkpoint'])
+DEFAULT_TORCH_PYTHON = os.path.join(PROJECT_ROOT, os.pardir, 'bench-venv',
+                                    'bin', 'python')
 
 # Written beside each checkpoint's results.json: its CSV row, for --resume.
 ROW_FILE_NAME = 'row.json'
@@ -135,6 +155,13 @@ def define_flags():
                        'seed + k, so each leg draws new augmentations).')
   flags.DEFINE_boolean('resume', False, 'Keep --work_dir and skip the legs '
                        'already trained and evaluated.')
+  flags.DEFINE_string('torch_python', DEFAULT_TORCH_PYTHON,
+                      'Python of the benchmark virtualenv (torch, '
+                      'torchvision), for the torchvision recipe.')
+  flags.DEFINE_integer('torch_threads', None, 'PyTorch threads of the '
+                       'torchvision recipe; default: all cores (1 keeps it '
+                       'fast beside other jobs: its parallel loops stall '
+                       'when a thread is descheduled).', lower_bound=1)
 
 
 # --- The subset --------------------------------------------------------------
@@ -256,14 +283,84 @@ def _run_logged(command, log_path):
   return time.time() - start
 
 
-def train_leg(common_flags, train_dir, step, seed, log_path):
-  """Trains (resuming from train_dir) up to global step `step`; returns seconds."""
-  command = [sys.executable, os.path.join(PROJECT_ROOT,
-                                          'train_ssd_network.py')]
-  command += common_flags + [
-      '--train_dir', train_dir, '--max_number_of_steps', str(step),
-      '--seed', str(seed)]
-  return _run_logged(command, log_path)
+def ours_leg_runner(settings, recipe, data, train_dir, num_checkpoints):
+  """The LegRunner of train_ssd_network.py with the recipe's flags."""
+  common_flags = [
+      '--dataset_dir', data.records_dir, '--dataset_split_name', 'train',
+      '--augmentation', 'ssd', '--optimizer', 'adam',
+      '--num_clones', str(settings.num_clones), '--clone_on_cpu',
+      '--log_every_n_steps', '1', '--save_interval_secs', '100000',
+      '--save_summaries_secs', '600', '--max_to_keep',
+      str(num_checkpoints + 1)]
+  common_flags += recipe_flags(
+      recipe, settings.schedule_images / data.num_train_images)
+  if settings.precision:
+    common_flags += ['--precision', settings.precision]
+
+  def checkpoint(step):
+    return os.path.join(train_dir, 'model.ckpt-%d' % step)
+
+  def train(step, seed, log_path):
+    command = [sys.executable, os.path.join(PROJECT_ROOT,
+                                            'train_ssd_network.py')]
+    command += common_flags + [
+        '--train_dir', train_dir, '--max_number_of_steps', str(step),
+        '--seed', str(seed)]
+    return _run_logged(command, log_path)
+
+  return LegRunner(train_dir, common_flags,
+                   lambda step: os.path.exists(checkpoint(step) + '.index'),
+                   train, checkpoint)
+
+
+def torchvision_leg_flags(settings, recipe, data):
+  """bench/torchvision_leg.py's flags for the recipe (the step and seed aside)."""
+  images_per_step = recipe.batch_size * settings.num_clones
+  command = [
+      '--voc_dir', data.voc_dir, '--classes', ','.join(data.classes),
+      '--batch_size', str(images_per_step),
+      '--learning_rate', str(recipe.learning_rate),
+      '--end_learning_rate', str(recipe.learning_rate * recipe.end_fraction),
+      '--decay_steps', str(math.ceil(settings.schedule_images /
+                                     images_per_step)),
+      '--warmup_steps', str(recipe.warmup_steps),
+      '--weight_decay', str(recipe.weight_decay),
+      '--precision',
+      'float32' if settings.precision == 'float32' else 'bf16_autocast']
+  if settings.torch_threads:
+    command += ['--threads', str(settings.torch_threads)]
+  return command
+
+
+def torchvision_leg_runner(settings, recipe, data, recipe_dir):
+  """The LegRunner of torchvision_leg.py; its weights (model-<step>.npz) are
+  imported with import_checkpoint.py to be scored by our evaluator."""
+  train_dir = os.path.join(recipe_dir, 'train')
+  leg_flags = torchvision_leg_flags(settings, recipe, data)
+
+  def weights(step):
+    return os.path.join(train_dir, 'model-%d.npz' % step)
+
+  def train(step, seed, log_path):
+    return _run_logged(
+        [settings.torch_python,
+         os.path.join(PROJECT_ROOT, 'bench', 'torchvision_leg.py')] +
+        leg_flags + ['--train_dir', train_dir, '--until_step', str(step),
+                     '--seed', str(seed)], log_path)
+
+  def checkpoint(step):
+    imported = os.path.join(recipe_dir, 'imported', 'step_%d' % step)
+    if not os.path.exists(os.path.join(imported, 'checkpoint')):
+      shutil.rmtree(imported, ignore_errors=True)
+      _run_logged([sys.executable,
+                   os.path.join(PROJECT_ROOT, 'import_checkpoint.py'),
+                   '--source', 'torchvision', '--input', weights(step),
+                   '--output_dir', imported], imported + '.log')
+    return imported
+
+  return LegRunner(train_dir, leg_flags,
+                   lambda step: os.path.exists(weights(step)), train,
+                   checkpoint)
 
 
 def evaluate_checkpoint(checkpoint, records_dir, eval_dir):
@@ -278,7 +375,7 @@ def evaluate_checkpoint(checkpoint, records_dir, eval_dir):
     return json.load(results_file), seconds
 
 
-def run_recipe(settings, name, recipe, records_dir, num_train_images, on_row):
+def run_recipe(settings, name, recipe, data, on_row):
   """Trains and evaluates one recipe leg by leg; calls on_row(row) per checkpoint."""
   recipe_dir = os.path.join(settings.work_dir, name)
   train_dir = os.path.join(recipe_dir, 'train')
@@ -286,16 +383,10 @@ def run_recipe(settings, name, recipe, records_dir, num_train_images, on_row):
   images_per_step = recipe.batch_size * settings.num_clones
   steps = checkpoint_steps(settings.budget_images, settings.eval_every_images,
                            images_per_step)
-  common_flags = [
-      '--dataset_dir', records_dir, '--dataset_split_name', 'train',
-      '--augmentation', 'ssd', '--optimizer', 'adam',
-      '--num_clones', str(settings.num_clones), '--clone_on_cpu',
-      '--log_every_n_steps', '1', '--save_interval_secs', '100000',
-      '--save_summaries_secs', '600', '--max_to_keep', str(len(steps) + 1)]
-  common_flags += recipe_flags(recipe,
-                               settings.schedule_images / num_train_images)
-  if settings.precision:
-    common_flags += ['--precision', settings.precision]
+  if recipe.implementation == 'torchvision':
+    runner = torchvision_leg_runner(settings, recipe, data, recipe_dir)
+  else:
+    runner = ours_leg_runner(settings, recipe, data, train_dir, len(steps))
   for leg, step in enumerate(steps):
     eval_dir = os.path.join(recipe_dir, 'eval', 'step_%d' % step)
     row_path = os.path.join(eval_dir, ROW_FILE_NAME)
@@ -303,8 +394,8 @@ def run_recipe(settings, name, recipe, records_dir, num_train_images, on_row):
       with open(row_path) as row_file:
         row = json.load(row_file)
     else:
-      row = run_leg(common_flags, train_dir, step, settings.seed + leg,
-                    records_dir, eval_dir)
+      row = run_leg(runner, step, settings.seed + leg, data.records_dir,
+                    eval_dir)
       row.update(recipe=name, images_seen=step * images_per_step)
       os.makedirs(eval_dir, exist_ok=True)
       with open(row_path, 'w') as row_file:
@@ -312,19 +403,18 @@ def run_recipe(settings, name, recipe, records_dir, num_train_images, on_row):
     on_row(row)
 
 
-def run_leg(common_flags, train_dir, step, seed, records_dir, eval_dir):
-  """Trains up to `step` (unless its checkpoint exists) and evaluates it.
+def run_leg(runner, step, seed, records_dir, eval_dir):
+  """Trains up to `step` (unless already trained) and evaluates it.
 
   Returns the row's step, train_loss, val_map_voc07, val_map_voc12,
   train_images_per_second, precision, train_seconds and eval_seconds.
   """
-  checkpoint = os.path.join(train_dir, 'model.ckpt-%d' % step)
-  log_path = os.path.join(train_dir, 'leg_%05d.log' % step)
+  log_path = os.path.join(runner.train_dir, 'leg_%05d.log' % step)
   train_seconds = 0.0
-  if not os.path.exists(checkpoint + '.index'):
-    train_seconds = train_leg(common_flags, train_dir, step, seed, log_path)
-  results, eval_seconds = evaluate_checkpoint(checkpoint, records_dir,
-                                              eval_dir)
+  if not runner.trained(step):
+    train_seconds = runner.train(step, seed, log_path)
+  results, eval_seconds = evaluate_checkpoint(runner.checkpoint(step),
+                                              records_dir, eval_dir)
   with open(log_path) as log:
     loss, images_per_second, precision = parse_training_log(log.read())
   return {'step': step, 'train_loss': loss, 'precision': precision,
@@ -424,6 +514,14 @@ def check_runnable(recipe_names):
         ', '.join(unknown), ', '.join(RECIPES)))
   known_flags = training_flag_names()
   for name in recipe_names:
+    if RECIPES[name].implementation == 'torchvision':
+      if not os.path.exists(FLAGS.torch_python):
+        sys.exit('recipe %s runs with the benchmark virtualenv, and %s does '
+                 'not exist: python3 -m venv ../bench-venv && '
+                 '../bench-venv/bin/pip install torch==2.14.1 '
+                 'torchvision==0.29.1, or pass --torch_python' % (
+                     name, FLAGS.torch_python))
+      continue
     missing = missing_flags(recipe_flags(RECIPES[name], 1.0), known_flags)
     if missing:
       sys.exit('recipe %s needs --%s, which train_ssd_network.py does not '
@@ -435,7 +533,7 @@ def check_runnable(recipe_names):
 
 
 def prepare_subset(dataset_dir, work_dir, classes):
-  """Selects and converts the subset; returns (records dir, ids by split)."""
+  """Selects and converts the subset; returns (SubsetData, ids by split)."""
   records_dir = os.path.join(work_dir, 'records')
   subset_dir = os.path.join(work_dir, 'voc_subset')
   image_ids = {split: select_images(dataset_dir, split, classes)
@@ -444,7 +542,8 @@ def prepare_subset(dataset_dir, work_dir, classes):
                                    image_ids)
   for split in image_ids:
     convert_split(subset_dir, classes_path, split, records_dir)
-  return records_dir, image_ids
+  return (SubsetData(records_dir, subset_dir, classes,
+                     len(image_ids['train'])), image_ids)
 
 
 def main(argv):
@@ -455,8 +554,8 @@ def main(argv):
   machine_before = machine_description()
   if not FLAGS.resume and os.path.isdir(FLAGS.work_dir):
     shutil.rmtree(FLAGS.work_dir)
-  records_dir, image_ids = prepare_subset(FLAGS.dataset_dir, FLAGS.work_dir,
-                                          FLAGS.classes)
+  data, image_ids = prepare_subset(FLAGS.dataset_dir, FLAGS.work_dir,
+                                   FLAGS.classes)
   subset = '%d train / %d val images of %s' % (
       len(image_ids['train']), len(image_ids['val']), ', '.join(FLAGS.classes))
   print('subset: %s; machine: %s' % (subset, machine_before), flush=True)
@@ -475,10 +574,10 @@ def main(argv):
 
   settings = RunSettings(
       FLAGS.work_dir, FLAGS.budget_images, FLAGS.schedule_images,
-      FLAGS.eval_every_images, FLAGS.num_clones, FLAGS.precision, FLAGS.seed)
+      FLAGS.eval_every_images, FLAGS.num_clones, FLAGS.precision, FLAGS.seed,
+      FLAGS.torch_python, FLAGS.torch_threads)
   for name in FLAGS.recipes:
-    run_recipe(settings, name, RECIPES[name], records_dir,
-               len(image_ids['train']), on_row)
+    run_recipe(settings, name, RECIPES[name], data, on_row)
 
   summary = '%s\n\n%s. Before: %s. After: %s. Wall time %.1f min.\n' % (
       summary_table(rows, FLAGS.recipes), subset, machine_before,

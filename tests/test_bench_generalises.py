@@ -173,14 +173,16 @@ def test_plot_draws_the_points_where_the_axes_put_them(tmp_path):
 def test_legs_train_each_checkpoint_once_and_resume(tmp_path, monkeypatch):
   settings = generalises.RunSettings(
       str(tmp_path), budget_images=100, schedule_images=8000,
-      eval_every_images=40, num_clones=1, precision=None, seed=7)
+      eval_every_images=40, num_clones=1, precision=None, seed=7,
+      torch_python='python', torch_threads=None)
+  data = generalises.SubsetData('records', 'voc', ['a', 'b'], 160)
   legs = []
 
-  def fake_leg(common_flags, train_dir, step, seed, records_dir, eval_dir):
+  def fake_leg(runner, step, seed, records_dir, eval_dir):
     legs.append((step, seed))
-    assert '--batch_norm' in common_flags
+    assert '--batch_norm' in runner.flags
     # 8000 images of schedule over 160 training images: 50 epochs.
-    assert common_flags[common_flags.index('--num_epochs_per_decay') + 1] == (
+    assert runner.flags[runner.flags.index('--num_epochs_per_decay') + 1] == (
         '50.0')
     return {'step': step, 'train_loss': 1.0, 'val_map_voc07': 0.5,
             'val_map_voc12': 0.5, 'train_images_per_second': 1.0,
@@ -188,15 +190,37 @@ def test_legs_train_each_checkpoint_once_and_resume(tmp_path, monkeypatch):
 
   monkeypatch.setattr(generalises, 'run_leg', fake_leg)
   rows = []
-  generalises.run_recipe(settings, 'bn', generalises.RECIPES['bn'], 'records',
-                         160, rows.append)
+  generalises.run_recipe(settings, 'bn', generalises.RECIPES['bn'], data,
+                         rows.append)
   # Batch 8: 40 images -> step 5, 80 -> 10, the budget 100 -> 13.
   assert legs == [(5, 7), (10, 8), (13, 9)]
   assert [(row['step'], row['images_seen']) for row in rows] == [
       (5, 40), (10, 80), (13, 104)]
   # A second run finds every row saved and trains nothing.
   resumed = []
-  generalises.run_recipe(settings, 'bn', generalises.RECIPES['bn'], 'records',
-                         160, resumed.append)
+  generalises.run_recipe(settings, 'bn', generalises.RECIPES['bn'], data,
+                         resumed.append)
   assert len(legs) == 3
   assert resumed == rows
+
+
+def test_the_torchvision_leg_gets_the_recipe_of_nobn():
+  settings = generalises.RunSettings(
+      'work', budget_images=8000, schedule_images=8000,
+      eval_every_images=1000, num_clones=1, precision=None, seed=1,
+      torch_python='python', torch_threads=1)
+  data = generalises.SubsetData('records', 'voc', ['beans', 'coffee'], 320)
+  recipe = generalises.RECIPES['torchvision']
+  assert recipe._replace(description='', implementation='') == (
+      generalises.RECIPES['nobn']._replace(description='', implementation=''))
+  command = generalises.torchvision_leg_flags(settings, recipe, data)
+  values = dict(zip(command[::2], command[1::2]))
+  # Our polynomial decay spans 8,000 images / batch 8 = 1,000 steps.
+  assert values['--decay_steps'] == '1000'
+  assert float(values['--learning_rate']) == 0.001
+  assert float(values['--end_learning_rate']) == pytest.approx(0.0001)
+  assert values['--warmup_steps'] == '100'
+  assert values['--weight_decay'] == '0.0005'
+  assert values['--classes'] == 'beans,coffee'
+  assert values['--precision'] == 'bf16_autocast'
+  assert values['--threads'] == '1'

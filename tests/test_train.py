@@ -557,3 +557,45 @@ def test_next_steps_commands_survive_spaces_in_paths(tmp_path):
       'demo_ssd.py', '--checkpoint_path', train_dir, '--labels',
       os.path.join(dataset_dir, 'labels.txt'), '--output_dir', 'demo_out',
       '--images', '<your images or folder>']
+
+
+@pytest.mark.parametrize('decay_type, epochs, max_steps, expected', [
+    # 320 images at 8 a step: 40 steps an epoch.
+    ('polynomial', None, 1000, 1000),   # the whole run
+    ('polynomial', 25.0, 1000, 1000),   # 25 epochs x 40 steps
+    ('polynomial', 2.0, 1000, 80),
+    ('exponential', None, 1000, 80),    # 2 epochs by default
+    ('exponential', 0.5, None, 20),
+])
+def test_decay_period_steps(decay_type, epochs, max_steps, expected):
+  optimisation = training.OptimisationOptions(
+      learning_rate_decay_type=decay_type, num_epochs_per_decay=epochs,
+      max_number_of_steps=max_steps)
+  assert training.decay_period_steps(optimisation, 320, 8) == expected
+
+
+def test_polynomial_decay_without_a_step_limit_names_the_flags():
+  optimisation = training.OptimisationOptions(
+      learning_rate_decay_type='polynomial')
+  with pytest.raises(ValueError, match='--max_number_of_steps.*'
+                     '--num_epochs_per_decay'):
+    training.decay_period_steps(optimisation, 320, 8)
+
+
+def test_polynomial_schedule_spans_the_run():
+  optimisation = training.OptimisationOptions(
+      learning_rate=0.001, end_learning_rate=0.0001,
+      learning_rate_decay_type='polynomial', warmup_steps=100,
+      max_number_of_steps=1000)
+  with tf.Graph().as_default():
+    step = v1.placeholder(tf.int64, [])
+    rate = training.learning_rate_schedule(optimisation, 320, 8, step)
+    with v1.Session() as sess:
+      values = {s: sess.run(rate, {step: s}) for s in (0, 99, 500, 1000,
+                                                       2000)}
+  # Warm-up: (s + 1) / 100 of the linear decay's value.
+  assert values[0] == pytest.approx(0.01 * (0.0009 * (1 - 0 / 1000) + 0.0001))
+  assert values[99] == pytest.approx(0.0009 * (1 - 99 / 1000) + 0.0001)
+  assert values[500] == pytest.approx(0.00055)
+  assert values[1000] == pytest.approx(0.0001)
+  assert values[2000] == pytest.approx(0.0001)

@@ -117,7 +117,10 @@ class OptimisationOptions:
   learning_rate_decay_type: str = 'exponential'
   end_learning_rate: float = 0.0001
   learning_rate_decay_factor: float = 0.94
-  num_epochs_per_decay: float = 2.0
+  # Exponential: epochs per x learning_rate_decay_factor (None: 2);
+  # polynomial: epochs the decay spans (None: the whole run, to
+  # max_number_of_steps).
+  num_epochs_per_decay: typing.Optional[float] = None
   warmup_steps: int = 100
   # Piecewise schedule: global steps where the rate changes, and the rates.
   learning_rate_boundaries: typing.Sequence[int] = ()
@@ -482,14 +485,39 @@ class TrainingGraph:
   sync_optimizer: typing.Any = None
 
 
+# Epochs per exponential decay step when num_epochs_per_decay is not given.
+EXPONENTIAL_EPOCHS_PER_DECAY = 2.0
+
+
+def decay_period_steps(optimisation, num_samples, images_per_step):
+  """Steps per decay period: from num_epochs_per_decay when given; else
+  the whole run for the polynomial decay and EXPONENTIAL_EPOCHS_PER_DECAY
+  epochs for the others.
+
+  Raises:
+    ValueError: a polynomial decay with neither a step limit nor
+      num_epochs_per_decay.
+  """
+  epochs = optimisation.num_epochs_per_decay
+  if epochs is None and optimisation.learning_rate_decay_type == 'polynomial':
+    if not optimisation.max_number_of_steps:
+      raise ValueError('--learning_rate_decay_type polynomial decays to '
+                       '--end_learning_rate at --max_number_of_steps: give '
+                       'it, or --num_epochs_per_decay.')
+    return optimisation.max_number_of_steps
+  return train_tools.decay_steps(
+      num_samples, images_per_step,
+      EXPONENTIAL_EPOCHS_PER_DECAY if epochs is None else epochs)
+
+
 def learning_rate_schedule(optimisation, num_samples, images_per_step,
                            global_step):
   """The learning-rate tensor of `optimisation`'s schedule."""
   return train_tools.configure_learning_rate(
       global_step, optimisation.learning_rate,
       optimisation.learning_rate_decay_type,
-      steps_per_decay=train_tools.decay_steps(
-          num_samples, images_per_step, optimisation.num_epochs_per_decay),
+      steps_per_decay=decay_period_steps(optimisation, num_samples,
+                                         images_per_step),
       decay_factor=optimisation.learning_rate_decay_factor,
       end_learning_rate=optimisation.end_learning_rate,
       warmup_steps=optimisation.warmup_steps,
