@@ -449,6 +449,31 @@ def next_steps_commands(config):
   return evaluate, demo
 
 
+def from_scratch_settings(cluster):
+  """training.FROM_SCRATCH_RECIPE for the flags not given, by group, when
+  no pretrained checkpoint starts the run (logged); else empty groups.
+
+  In a cluster the tasks' checkpoints may differ (only the chief needs
+  one), so there the defaults stay as defined.
+  """
+  groups = {name: {} for name in training.FROM_SCRATCH_RECIPE}
+  if cluster is not None or training.pretrained_checkpoint(
+      training.ModelOptions(checkpoint_path=FLAGS.checkpoint_path)):
+    return groups
+  for group, values in training.FROM_SCRATCH_RECIPE.items():
+    groups[group] = {name: value for name, value in values.items()
+                     if not FLAGS[name].present}
+  chosen = ' '.join(
+      ('--%s' % name if value is True else '--%s=%s' % (name, value))
+      for values in groups.values() for name, value in sorted(values.items()))
+  if chosen:
+    logging.info('No pretrained checkpoint: training from scratch with '
+                 'recipe %s, the best measured on held-out photos '
+                 '(README "Results"): %s. Flags you give win.',
+                 training.FROM_SCRATCH_RECIPE_NAME, chosen)
+  return groups
+
+
 def print_next_steps(config):
   """Prints the commands that evaluate and draw the model just trained."""
   evaluate, demo = next_steps_commands(config)
@@ -505,6 +530,7 @@ def config_from_flags(log_platform=False):
   check_flag_bounds()
   platform = resolve_platform(log=log_platform)
   settings = resolve_cluster_flags()
+  scratch = from_scratch_settings(settings.cluster)
   first_run = first_run_settings()
   deployment = dict(cluster=settings.cluster, precision=platform.precision)
   if settings.cluster is not None:
@@ -514,11 +540,12 @@ def config_from_flags(log_platform=False):
                       replicas_to_aggregate=settings.replicas_to_aggregate)
   return training.TrainingConfig(
       data=_options(training.DataOptions),
-      model=_options(training.ModelOptions,
+      model=_options(training.ModelOptions, **scratch['model'],
                      data_format=platform.data_format),
       loss=_options(training.LossOptions),
       optimisation=_options(
-          training.OptimisationOptions, **first_run['optimisation'],
+          training.OptimisationOptions,
+          **dict(scratch['optimisation'], **first_run['optimisation']),
           learning_rate_boundaries=[
               int(step) for step in FLAGS.learning_rate_boundaries],
           learning_rate_values=[

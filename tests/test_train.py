@@ -599,3 +599,46 @@ def test_polynomial_schedule_spans_the_run():
   assert values[500] == pytest.approx(0.00055)
   assert values[1000] == pytest.approx(0.0001)
   assert values[2000] == pytest.approx(0.0001)
+
+
+# Prints the settings the training flags resolve to, one run per line of
+# arguments in sys.argv (separated by '|').
+_RESOLVE_FLAGS = '''
+import sys
+from absl import flags
+import train_ssd_network
+train_ssd_network.define_flags()
+for line in ' '.join(sys.argv[1:]).split('|'):
+  flags.FLAGS.unparse_flags()
+  flags.FLAGS(['train_ssd_network.py', '--dataset_dir=d'] + line.split())
+  config = train_ssd_network.config_from_flags()
+  o = config.optimisation
+  print(config.model.batch_norm, o.learning_rate_decay_type, o.learning_rate,
+        o.end_learning_rate, o.warmup_steps)
+'''
+
+
+def test_defaults_from_scratch_are_the_measured_recipe(tmp_path):
+  if training.pretrained_checkpoint(training.ModelOptions()):
+    pytest.skip('a checkpoint in %s would start the run' %
+                checkpoints.PRETRAINED_DIR)
+  result = subprocess.run(
+      [sys.executable, '-c', _RESOLVE_FLAGS, '',
+       '|', '--nobatch_norm --learning_rate=0.0003',
+       '|', '--checkpoint_path=%s' % (tmp_path / 'model.ckpt-1')],
+      capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT)
+  assert result.returncode == 0, result.stderr[-3000:]
+  recipe = training.FROM_SCRATCH_RECIPE['optimisation']
+  plain = training.OptimisationOptions()
+  assert result.stdout.splitlines() == [
+      # No checkpoint: the recipe, logged.
+      'True polynomial %s %s %s' % (recipe['learning_rate'],
+                                    recipe['end_learning_rate'],
+                                    recipe['warmup_steps']),
+      # Flags given win over it.
+      'False polynomial 0.0003 %s %s' % (recipe['end_learning_rate'],
+                                         recipe['warmup_steps']),
+      # A pretrained checkpoint: the fine-tuning defaults.
+      'False %s %s %s %s' % (plain.learning_rate_decay_type,
+                             plain.learning_rate, plain.end_learning_rate,
+                             plain.warmup_steps)]

@@ -485,6 +485,26 @@ class TrainingGraph:
   sync_optimizer: typing.Any = None
 
 
+# The defaults of a run that no pretrained checkpoint starts: the recipe
+# with the best held-out mAP from scratch (bench/generalises.py, README
+# "Results"), {option group: {setting: value}}.
+FROM_SCRATCH_RECIPE_NAME = 'bn'
+FROM_SCRATCH_RECIPE = {
+    'model': {'batch_norm': True},
+    'optimisation': {'optimizer': 'adam', 'learning_rate': 0.001,
+                     'end_learning_rate': 0.0001,
+                     'learning_rate_decay_type': 'polynomial',
+                     'warmup_steps': 100},
+}
+
+
+def pretrained_checkpoint(model):
+  """The checkpoint a fresh run starts from: model.checkpoint_path, else the
+  latest in checkpoints.PRETRAINED_DIR, else None (from scratch)."""
+  return model.checkpoint_path or checkpoints.find_checkpoint(
+      checkpoints.PRETRAINED_DIR)
+
+
 # Epochs per exponential decay step when num_epochs_per_decay is not given.
 EXPONENTIAL_EPOCHS_PER_DECAY = 2.0
 
@@ -948,8 +968,7 @@ def make_init_fn(train_dir, model, ssd_net=None):
     logging.info('Resuming from %s (global step, optimizer state and '
                  'learning-rate schedule continue from there).', resume_from)
     return None
-  checkpoint_path = model.checkpoint_path or checkpoints.find_checkpoint(
-      checkpoints.PRETRAINED_DIR)
+  checkpoint_path = pretrained_checkpoint(model)
   if not checkpoint_path:
     logging.info('No checkpoint to start from: training from scratch.')
     return None
