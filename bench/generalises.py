@@ -352,6 +352,7 @@ def torchvision_leg_runner(settings, recipe, data, recipe_dir):
     imported = os.path.join(recipe_dir, 'imported', 'step_%d' % step)
     if not os.path.exists(os.path.join(imported, 'checkpoint')):
       shutil.rmtree(imported, ignore_errors=True)
+      os.makedirs(os.path.dirname(imported), exist_ok=True)
       _run_logged([sys.executable,
                    os.path.join(PROJECT_ROOT, 'import_checkpoint.py'),
                    '--source', 'torchvision', '--input', weights(step),
