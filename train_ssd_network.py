@@ -199,8 +199,8 @@ def define_flags():
                     'How the learning rate decays: exponential (staircase, '
                     'x--learning_rate_decay_factor every '
                     '--num_epochs_per_decay), fixed, polynomial (linear to '
-                    '--end_learning_rate at --max_number_of_steps, or '
-                    'after --num_epochs_per_decay when given), piecewise '
+                    '--end_learning_rate at --max_number_of_steps, or over '
+                    '--num_epochs_per_decay), piecewise '
                     '(the SSD paper\'s; --learning_rate_boundaries/values), '
                     'cosine (after the warm-up, to --end_learning_rate at '
                     '--max_number_of_steps). Raising --max_number_of_steps '
@@ -222,8 +222,10 @@ def define_flags():
   flags.DEFINE_float('num_epochs_per_decay', None,
                      'exponential: epochs between two decay steps (default '
                      '%g); polynomial: epochs the decay spans (default: the '
-                     'whole run, to --max_number_of_steps).' %
-                     training.EXPONENTIAL_EPOCHS_PER_DECAY)
+                     'whole run, to --max_number_of_steps, or %g epochs '
+                     'without it).' % (
+                         training.EXPONENTIAL_EPOCHS_PER_DECAY,
+                         training.POLYNOMIAL_EPOCHS_WITHOUT_STEP_LIMIT))
   flags.DEFINE_float('adadelta_rho', 0.95, 'Adadelta decay rate.')
   flags.DEFINE_float('adadelta_epsilon', 1e-6, 'Adadelta epsilon.')
   flags.DEFINE_float('adagrad_initial_accumulator_value', 0.1,

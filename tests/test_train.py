@@ -564,6 +564,8 @@ def test_next_steps_commands_survive_spaces_in_paths(tmp_path):
     ('polynomial', None, 1000, 1000),   # the whole run
     ('polynomial', 25.0, 1000, 1000),   # 25 epochs x 40 steps
     ('polynomial', 2.0, 1000, 80),
+    ('polynomial', None, None,          # no limit: 25 epochs
+     training.POLYNOMIAL_EPOCHS_WITHOUT_STEP_LIMIT * 40),
     ('exponential', None, 1000, 80),    # 2 epochs by default
     ('exponential', 0.5, None, 20),
 ])
@@ -572,14 +574,6 @@ def test_decay_period_steps(decay_type, epochs, max_steps, expected):
       learning_rate_decay_type=decay_type, num_epochs_per_decay=epochs,
       max_number_of_steps=max_steps)
   assert training.decay_period_steps(optimisation, 320, 8) == expected
-
-
-def test_polynomial_decay_without_a_step_limit_names_the_flags():
-  optimisation = training.OptimisationOptions(
-      learning_rate_decay_type='polynomial')
-  with pytest.raises(ValueError, match='--max_number_of_steps.*'
-                     '--num_epochs_per_decay'):
-    training.decay_period_steps(optimisation, 320, 8)
 
 
 def test_polynomial_schedule_spans_the_run():

@@ -507,24 +507,21 @@ def pretrained_checkpoint(model):
 
 # Epochs per exponential decay step when num_epochs_per_decay is not given.
 EXPONENTIAL_EPOCHS_PER_DECAY = 2.0
+# Epochs a polynomial decay spans in a run without a step limit: the span
+# of the measured from-scratch recipe (8,000 images of 320 photos).
+POLYNOMIAL_EPOCHS_WITHOUT_STEP_LIMIT = 25.0
 
 
 def decay_period_steps(optimisation, num_samples, images_per_step):
-  """Steps per decay period: from num_epochs_per_decay when given; else
-  the whole run for the polynomial decay and EXPONENTIAL_EPOCHS_PER_DECAY
-  epochs for the others.
-
-  Raises:
-    ValueError: a polynomial decay with neither a step limit nor
-      num_epochs_per_decay.
-  """
+  """Steps per decay period: from num_epochs_per_decay when given; else,
+  for the polynomial decay, the whole run (max_number_of_steps, or
+  POLYNOMIAL_EPOCHS_WITHOUT_STEP_LIMIT epochs without a limit) and
+  EXPONENTIAL_EPOCHS_PER_DECAY epochs for the others."""
   epochs = optimisation.num_epochs_per_decay
   if epochs is None and optimisation.learning_rate_decay_type == 'polynomial':
-    if not optimisation.max_number_of_steps:
-      raise ValueError('--learning_rate_decay_type polynomial decays to '
-                       '--end_learning_rate at --max_number_of_steps: give '
-                       'it, or --num_epochs_per_decay.')
-    return optimisation.max_number_of_steps
+    if optimisation.max_number_of_steps:
+      return optimisation.max_number_of_steps
+    epochs = POLYNOMIAL_EPOCHS_WITHOUT_STEP_LIMIT
   return train_tools.decay_steps(
       num_samples, images_per_step,
       EXPONENTIAL_EPOCHS_PER_DECAY if epochs is None else epochs)
