@@ -317,7 +317,7 @@ def define_flags():
 # Bounds of the numeric flags, checked before anything is built; a flag
 # left at None (its default) is not checked.
 FLAG_BOUNDS = {
-    'learning_rate': ('> 0',),
+    'learning_rate': ('>= 0',),
     'end_learning_rate': ('>= 0',),
     'learning_rate_decay_factor': ('> 0',),
     'num_epochs_per_decay': ('> 0',),

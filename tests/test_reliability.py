@@ -321,8 +321,10 @@ def test_every_case_has_its_test():
 # newest checkpoint and a killed save's leftovers, on a disk too small for
 # one more checkpoint; then the same directory with another class count.
 
-# Stochastic gradient descent: no optimizer slots, the smallest checkpoint.
-_TRAIN_FLAGS = ['--batch_size=1', '--optimizer=sgd', '--num_readers=1',
+# Stochastic gradient descent and no batch norm: no optimizer slots, the
+# smallest checkpoint.
+_TRAIN_FLAGS = ['--batch_size=1', '--optimizer=sgd', '--nobatch_norm',
+                '--num_readers=1',
                 '--num_preprocessing_threads=1', '--log_every_n_steps=1',
                 '--save_summaries_secs=600', '--precision=float32',
                 '--seed=1']
@@ -802,7 +804,7 @@ def test_out_of_bounds_numeric_flags_fail_naming_the_flag(
                          '--learning_rate=-1')
   assert code == 1, log
   assert log.strip().split('\n')[-1].endswith(
-      '] --learning_rate must be > 0, got -1'), log[-3000:]
+      '] --learning_rate must be >= 0, got -1'), log[-3000:]
   assert not train_dir.exists()
   # The other bounds, in one process: each bad value's message.
   checks = subprocess.run(
@@ -829,7 +831,7 @@ for flag in sys.argv[1:]:
     print(error)
 '''
 _BAD_FLAGS = {
-    '--learning_rate=0': '--learning_rate must be > 0, got 0',
+    '--learning_rate=-1': '--learning_rate must be >= 0, got -1',
     '--batch_size=0': '--batch_size must be >= 1, got 0',
     '--batch_size=-2': '--batch_size must be >= 1, got -2',
     '--num_clones=0': '--num_clones must be >= 1, got 0',

@@ -202,7 +202,8 @@ def test_one_clone_trains_writes_summaries_and_resumes(tmp_path,
   model_name, params = nets_factory.read_ssd_params(str(tmp_path))
   assert model_name == 'ssd_300_vgg' and params.num_classes == 4
   assert params.anchor_sizes[0] == (30.0, 60.0)
-  assert params.dropout_keep_prob == 1.0 and not params.batch_norm
+  # No pretrained checkpoint: the from-scratch recipe's batch norm.
+  assert params.dropout_keep_prob == 1.0 and params.batch_norm
   assert 'images/s' in log and 'ETA' in log
   # The platform, first: CPU and its deciding flags, oneDNN, precision, why.
   assert 'CPU: ' in log and 'flags: ' in log
@@ -236,6 +237,7 @@ def test_one_clone_trains_writes_summaries_and_resumes(tmp_path,
   # 2 images a batch, in NCHW: the layout is not in the checkpoint.
   code, log = run_until_step_then_signal(tmp_path, sample_dataset_dir, 3,
                                          signal.SIGTERM, '--batch_size=2',
+                                         '--anchor_sizes=voc',
                                          env={'ONEDNN_MAX_CPU_ISA': 'AVX2'})
   assert code == 0, log
   assert ('Data format: NCHW (auto: oneDNN convolves with AVX2 kernels here '
@@ -462,7 +464,8 @@ def test_non_finite_loss_stops_without_writing_nan(tmp_path,
   assert 'learning_rate' in runner.failure
   assert 'gradients_finite' in runner.failure
   for name, value in values.items():
-    assert np.all(np.isfinite(value)), name
+    if np.asarray(value).dtype.kind == 'f':
+      assert np.all(np.isfinite(value)), name
 
 
 def test_hparams_are_the_settings_that_tell_runs_apart(tmp_path):
@@ -493,15 +496,21 @@ def _vgg16_checkpoint_with_fc(path, rng):
   return _save_checkpoint(path, values), values
 
 
-@pytest.mark.parametrize('restore_reduced_fc', [True, False])
+def test_norestore_reduced_fc_keeps_conv6_conv7_random():
+  assert training.reduced_fc_init(
+      training.ModelOptions(restore_reduced_fc=False), 'vgg_16.ckpt',
+      ssd_vgg_300.VGG_16_SCOPE) is None
+  assert training.reduced_fc_init(training.ModelOptions(), 'ssd.ckpt',
+                                  None) is None
+
+
 def test_imagenet_vgg16_fc6_fc7_become_conv6_conv7_decimated(
-    tmp_path, sample_dataset_dir, restore_reduced_fc):
+    tmp_path, sample_dataset_dir):
   prefix, vgg = _vgg16_checkpoint_with_fc(str(tmp_path / 'vgg' / 'vgg_16.ckpt'),
                                           np.random.default_rng(0))
   _, values, _ = run_steps(small_config(
       tmp_path / 'train', sample_dataset_dir,
-      model=dict(checkpoint_path=prefix,
-                 restore_reduced_fc=restore_reduced_fc)), 0)
+      model=dict(checkpoint_path=prefix)), 0)
   expected = {  # NumPy slicing: positions 0, 3, 6; every 4th filter.
       'conv6/weights': vgg['vgg_16/fc6/weights'][[0, 3, 6]][:, [0, 3, 6]][
           ..., np.arange(0, 4096, 4)],
@@ -511,11 +520,7 @@ def test_imagenet_vgg16_fc6_fc7_become_conv6_conv7_decimated(
       'conv7/biases': vgg['vgg_16/fc7/biases'][np.arange(0, 4096, 4)]}
   for name, value in expected.items():
     restored = values['ssd_300_vgg/' + name]
-    assert restored.shape == value.shape
-    if restore_reduced_fc:
-      np.testing.assert_array_equal(restored, value)
-    else:
-      assert not np.array_equal(restored, value)
+    np.testing.assert_array_equal(restored, value)
   np.testing.assert_array_equal(values['ssd_300_vgg/conv5/conv5_3/weights'],
                                 vgg['vgg_16/conv5/conv5_3/weights'])
 class _GlobalStepOnlySession(object):

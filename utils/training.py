@@ -976,11 +976,11 @@ def make_init_fn(train_dir, model, ssd_net=None):
   return checkpoints.get_init_fn(
       model.model_name, checkpoint_path, checkpoint_model_scope,
       exclude_scopes, model.ignore_missing_vars,
-      derived_values=_reduced_fc(model, checkpoint_path,
-                                 checkpoint_model_scope))
+      derived_values=reduced_fc_init(model, checkpoint_path,
+                                     checkpoint_model_scope))
 
 
-def _reduced_fc(model, checkpoint_path, checkpoint_model_scope):
+def reduced_fc_init(model, checkpoint_path, checkpoint_model_scope):
   """conv6/conv7 sampled from a vgg_16 checkpoint's fc6/fc7, or None."""
   if (not model.restore_reduced_fc or
       checkpoint_model_scope != ssd_vgg_300.VGG_16_SCOPE):
