@@ -10,6 +10,8 @@ previous checkpoint and stops `--eval_every_images` later, and that
 checkpoint is evaluated on the `val` images with `eval_ssd_network.py`.
 
   python bench/generalises.py                         # nobn vs bn, 8,000 images each
+  python bench/generalises.py --recipes=nobn,bn,torchvision   # torchvision's
+      # ssd300_vgg16 beside ours (bench/torchvision_leg.py, --torch_python)
   python bench/generalises.py --recipes=bn,bn_lr3e-3 --precision=mixed_bfloat16
   python bench/generalises.py --classes=beans,coffee --budget_images=160 \
       --eval_every_images=80                          # a short slice
