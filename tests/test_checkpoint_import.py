@@ -212,3 +212,33 @@ def test_the_checkpoint_holds_its_parameters_like_a_trained_one(imported):
                                                           'ssd_300_vgg')
   assert model_name == 'ssd_300_vgg'
   assert params.num_classes == NUM_CLASSES and params.anchor_clip
+
+
+def test_fine_tuning_from_the_import_excludes_the_class_heads_by_itself(
+    imported, tmp_path, sample_dataset_dir):
+  """The sample data has 4 classes, the import 3: its class heads start from
+  scratch, every other variable starts from the import (learning rate 0
+  keeps them as restored)."""
+  _, output_dir = imported
+  train_dir = tmp_path / 'train'
+  process = subprocess.run(
+      [sys.executable, os.path.join(PROJECT_ROOT, 'train_ssd_network.py'),
+       '--train_dir', str(train_dir), '--dataset_dir', sample_dataset_dir,
+       '--checkpoint_path', output_dir, '--max_number_of_steps', '1',
+       '--batch_size', '1', '--learning_rate', '0', '--num_readers', '1',
+       '--precision', 'float32'],
+      cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+      universal_newlines=True, timeout=300)
+  assert process.returncode == 0, process.stdout[-3000:]
+  assert 'its class heads start from scratch' in process.stdout
+  before = tf.train.load_checkpoint(output_dir)
+  after = tf.train.load_checkpoint(str(train_dir))
+  sample_classes = 4
+  for block, _, anchors in HEAD_INPUTS:
+    name = 'ssd_300_vgg/%s_box/conv_cls/weights' % block
+    assert after.get_tensor(name).shape[-1] == anchors * sample_classes
+  for _, scope, _, _, _ in CONVOLUTIONS:
+    if not scope.endswith('conv_cls'):
+      name = 'ssd_300_vgg/%s/weights' % scope
+      np.testing.assert_array_equal(after.get_tensor(name),
+                                    before.get_tensor(name))
