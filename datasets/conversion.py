@@ -91,7 +91,7 @@ _Result = collections.namedtuple(
 def read_class_list(path):
   """Reads a class-list file: one class name per line, blank lines ignored."""
   try:
-    with open(path) as class_file:
+    with open(path, encoding='utf-8-sig') as class_file:
       names = [line.strip() for line in class_file if line.strip()]
   except OSError as error:
     raise ConversionError('cannot read class list %s (%s)' %

@@ -282,6 +282,22 @@ MATRIX = [
     ('25.5', 'a --train_dir with a space in the next-steps commands',
      'shell-quoted: they copy-paste',
      'tests/test_train.py::test_next_steps_commands_survive_spaces_in_paths'),
+    # --- Files as labelling tools and editors write them.
+    ('25.7', 'a UTF-8 BOM, CRLF, trailing spaces and blank lines in the '
+     'class list, an ImageSets list or labels.txt; an XML declaration, '
+     'float coordinates, " cat " as <name>',
+     'read as meant: the first class still matches, boxes keep their '
+     'fractions',
+     'tests/test_datasets_converter.py::'
+     'test_files_as_labelling_tools_and_editors_write_them'),
+    ('25.7', '<filename> IMG_1.jpg for the file IMG_1.JPG; no <filename>',
+     'the file found in its own case; the annotation\'s name used',
+     'tests/test_datasets_converter.py::'
+     'test_files_as_labelling_tools_and_editors_write_them'),
+    ('25.7', 'a COCO JSON with a UTF-8 BOM, padded category names',
+     'read; the names match the --labels file',
+     'tests/test_datasets_coco.py::'
+     'test_a_bom_and_padded_category_names_are_read'),
 ]
 
 
