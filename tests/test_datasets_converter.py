@@ -670,3 +670,27 @@ def test_files_as_labelling_tools_and_editors_write_them(tmp_path):
   # The labels.txt of the output, saved again by an editor, still matches.
   (out / 'labels.txt').write_bytes(_BOM + b'0:none\r\n1:cat\r\n2:dog\r\n')
   assert convert(voc, out, split='train')['num_samples'] == 2
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_previous_dataset(
+    tmp_path, mount_tmpfs):
+  voc = tmp_path / 'voc'
+  support.make_voc(voc, 2)
+  out = mount_tmpfs(1 << 20) / 'out'
+  convert(voc, out)
+  before = _file_bytes(out)
+  # Noise does not compress: 8 images of about 300 kB each need 2.4 MB.
+  support.make_voc(voc, 8, height=400, width=600)
+  done = _run_cli('--dataset_dir=%s' % voc, '--output_dir=%s' % out,
+                  '--output_name=pets_train', '--discover_labels',
+                  '--noprogress')
+  assert done.returncode == 1
+  last_line = done.stderr.strip().splitlines()[-1]
+  assert last_line.startswith(
+      'error: No space left on device in %s while writing pets_train: it '
+      'needs about ' % out), done.stderr[-3000:]
+  assert 'the previous dataset pets_train in %s was left unchanged' % out in (
+      last_line)
+  assert 'Traceback' not in done.stderr
+  assert _file_bytes(out) == before
+  assert sorted(os.listdir(out)) == sorted(before)  # No partial files.
