@@ -287,6 +287,11 @@ MATRIX = [
      'previous dataset untouched, partial files removed',
      'tests/test_datasets_converter.py::'
      'test_a_full_disk_is_one_line_and_keeps_the_previous_dataset'),
+    ('25.7', 'a ps and worker 1 started, the chief never; the ps gives up '
+     'first', 'both end with one line naming the chief\'s host and '
+     '--cluster_timeout_secs, no gRPC traceback',
+     'tests/test_distributed.py::'
+     'test_tasks_waiting_for_a_chief_that_never_starts_name_it'),
     # --- Files as labelling tools and editors write them.
     ('25.7', 'a UTF-8 BOM, CRLF, trailing spaces and blank lines in the '
      'class list, an ImageSets list or labels.txt; an XML declaration, '
