@@ -58,7 +58,7 @@ def annotation_from_object(obj, annotation_id, image_id, category_id):
 def load_json(path):
   """The COCO dict of `path`; ConversionError naming the file if it is none."""
   try:
-    with open(path) as json_file:
+    with open(path, encoding='utf-8-sig') as json_file:
       coco = json.load(json_file)
   except (OSError, ValueError) as error:
     raise conversion.ConversionError('%s: unreadable COCO JSON (%s)' %
@@ -80,10 +80,11 @@ def category_names(coco, path):
         isinstance(category.get('name'), str) and category['name'].strip()):
       raise conversion.ConversionError('%s: category %r needs an "id" and a '
                                        '"name"' % (path, category))
-    if category['id'] in names or category['name'] in names.values():
+    name = category['name'].strip()
+    if category['id'] in names or name in names.values():
       raise conversion.ConversionError('%s: category %r is declared twice' %
                                        (path, category))
-    names[category['id']] = category['name']
+    names[category['id']] = name
   return names
 
 

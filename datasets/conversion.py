@@ -33,6 +33,7 @@ import tqdm
 from datasets import dataset_utils
 from datasets import image_files
 from datasets import voc_common
+from utils import paths
 from utils import run_lock
 
 # Everything a converter counts, with the summary's description.  The kinds
@@ -91,7 +92,7 @@ _Result = collections.namedtuple(
 def read_class_list(path):
   """Reads a class-list file: one class name per line, blank lines ignored."""
   try:
-    with open(path) as class_file:
+    with open(path, encoding='utf-8-sig') as class_file:
       names = [line.strip() for line in class_file if line.strip()]
   except OSError as error:
     raise ConversionError('cannot read class list %s (%s)' %
@@ -393,6 +394,31 @@ def _metadata(plan, output_name, shards, tallies, source):
   return metadata, warnings
 
 
+def _source_bytes(plan):
+  """The size of the plan's image files: about what its records need."""
+  total = 0
+  for image in plan.images:
+    try:
+      total += os.path.getsize(image.image_path)
+    except OSError:
+      pass
+  return total
+
+
+def _write_error(error, plan, output_dir, output_name, kept_note):
+  """The ConversionError of a failed write (partial files removed)."""
+  if paths.is_disk_full(error):
+    return ConversionError(
+        'No space left on device in %s while writing %s: it needs about %s, '
+        '%s free. Free some space there or choose another --output_dir (%s; '
+        'partial files removed).' % (
+            output_dir, output_name, paths.megabytes(_source_bytes(plan)),
+            paths.megabytes(shutil.disk_usage(output_dir).free), kept_note))
+  return ConversionError('writing %s in %s failed: %s (%s)' % (
+      output_name, output_dir, getattr(error, 'message', None) or error,
+      kept_note))
+
+
 def _prepare_output_dir(output_dir):
   try:
     os.makedirs(output_dir, exist_ok=True)
@@ -484,9 +510,10 @@ def write_dataset(plan, output_dir, output_name, source, samples_per_file=200,
       dataset_utils.write_label_file(labels_to_names, staging_dir)
     except ConversionError as error:
       raise ConversionError('%s (%s)' % (error, kept_note)) from None
-    except OSError as error:
-      raise ConversionError('writing %s in %s failed: %s (%s)' % (
-          output_name, output_dir, error, kept_note)) from None
+    except (OSError, tf.errors.OpError) as error:
+      shutil.rmtree(staging_dir, ignore_errors=True)
+      raise _write_error(error, plan, output_dir, output_name,
+                         kept_note) from None
     else:
       _swap_in(staging_dir, output_dir, output_name,
                shards.files + [dataset_utils.LABELS_FILENAME,

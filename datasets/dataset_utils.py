@@ -238,7 +238,7 @@ def write_label_file(labels_to_names, dataset_dir):
 def read_label_file(path):
   """Reads a `labels.txt` written by `write_label_file` into {id: name}."""
   labels_to_names = {}
-  with open(path) as label_file:
+  with open(path, encoding='utf-8-sig') as label_file:
     for number, line in enumerate(label_file, 1):
       if not line.strip():
         continue

@@ -19,6 +19,7 @@ images are stored is `datasets.image_files`'.  Sizes come from the image
 itself, not from the XML.  Boxes follow the convention of
 `datasets.voc_common`.
 """
+import functools
 import os
 import sys
 
@@ -53,13 +54,36 @@ def list_image_ids(dataset_dir, split=None):
     known = sorted(name[:-4] for name in listed if name.endswith('.txt'))
     raise ConversionError('split list %s not found; splits there: %s' %
                           (split_path, ', '.join(known) or 'none'))
-  with open(split_path) as split_file:
+  with open(split_path, encoding='utf-8-sig') as split_file:
     # Class-specific lists have a second column ("id  1"); keep the id.
     return [line.split()[0] for line in split_file if line.strip()]
 
 
+@functools.lru_cache(maxsize=4)
+def _names_by_lower_case(images_dir, unused_mtime_ns):
+  """{lower-case name: name} of the files in `images_dir` (cached per
+  folder version: one listing for all the images of a dataset)."""
+  names = {}
+  for name in sorted(os.listdir(images_dir), reverse=True):
+    names[name.lower()] = name
+  return names
+
+
+def _same_name_other_case(images_dir, name):
+  """The file in `images_dir` named `name` but for letter case, or None
+  (labelling tools write `IMG_1.jpg` for `IMG_1.JPG`)."""
+  try:
+    listed = _names_by_lower_case(images_dir,
+                                  os.stat(images_dir).st_mtime_ns)
+  except OSError:
+    return None
+  match = listed.get(name.lower())
+  return os.path.join(images_dir, match) if match else None
+
+
 def find_image(dataset_dir, annotation):
-  """Path of the annotation's image: its <filename>, else `<id>.<ext>`."""
+  """Path of the annotation's image: its <filename>, else `<id>.<ext>`;
+  letter case decides only between files that differ in it."""
   images_dir = os.path.join(dataset_dir, IMAGES_DIR)
   names = [os.path.basename(annotation.filename)] if annotation.filename else []
   names += [annotation.image_id + extension
@@ -67,6 +91,10 @@ def find_image(dataset_dir, annotation):
   for name in names:
     path = os.path.join(images_dir, name)
     if os.path.isfile(path):
+      return path
+  for name in names:
+    path = _same_name_other_case(images_dir, name)
+    if path is not None and os.path.isfile(path):
       return path
   raise conversion.SkippableError(
       'missing_image', '%s: image not found (looked for %s in %s)' %

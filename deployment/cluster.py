@@ -381,6 +381,16 @@ class _StopSignals(object):
           self.received, waiting_for))
 
 
+def _answers(host):
+  """Whether `host` ('name:port') accepts a connection now."""
+  name, _, port = host.rpartition(':')
+  try:
+    socket.create_connection((name, int(port)), timeout=1.0).close()
+  except OSError:
+    return False
+  return True
+
+
 def wait_for_host(host, what, timeout_secs, stop=None):
   """Waits until `host` ('name:port') accepts connections.
 
@@ -390,15 +400,11 @@ def wait_for_host(host, what, timeout_secs, stop=None):
     ClusterError: naming `what` and the host after `timeout_secs`, or on a
       stop signal.
   """
-  name, _, port = host.rpartition(':')
   deadline = time.time() + timeout_secs
   next_log = time.time() + 10
   while True:
-    try:
-      socket.create_connection((name, int(port)), timeout=1.0).close()
+    if _answers(host):
       return
-    except OSError:
-      pass
     if stop is not None:
       stop.check('%s at %s' % (what, host))
     if time.time() > deadline:
@@ -470,14 +476,13 @@ def check_cluster(target, cluster, timeout_secs, stop=None):
         break
       except tf.errors.FailedPreconditionError:
         pass  # Not published yet.
+      except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError):
+        # ps task 0 went away: it may have given up on the chief first.
+        raise _no_cluster_description(cluster, timeout_secs) from None
       if stop is not None:
         stop.check("the chief's cluster description")
       if time.time() > deadline:
-        raise ClusterError(
-            'The chief (worker 0 at %s) did not publish its cluster on ps '
-            'task 0 (%s) within %d s (--cluster_timeout_secs): is it '
-            'running?' % (cluster.worker_hosts[0], cluster.ps_hosts[0],
-                          timeout_secs))
+        raise _no_cluster_description(cluster, timeout_secs)
       time.sleep(_POLL_SECS)
   if published != cluster.fingerprint:
     raise ClusterError(
@@ -487,6 +492,26 @@ def check_cluster(target, cluster, timeout_secs, stop=None):
                                       describe_lists(cluster.fingerprint),
                                       describe_lists(published)))
   logging.info('Cluster checked: same as the chief\'s.')
+
+
+def _no_cluster_description(cluster, timeout_secs):
+  """The ClusterError of a task that did not get the chief's cluster: the
+  chief never answered, ps task 0 went away, or the chief did not publish."""
+  chief, ps = cluster.worker_hosts[0], cluster.ps_hosts[0]
+  if not _answers(chief):
+    return ClusterError(
+        'The chief (worker 0 at %s) never answered within %d s '
+        '(--cluster_timeout_secs): it was never started, or not at that '
+        'address. Start it; the other tasks wait for it.' % (
+            chief, timeout_secs))
+  if not _answers(ps):
+    return ClusterError(
+        "ps task 0 at %s stopped answering while this task waited for the "
+        "chief's cluster description: is it running?" % ps)
+  return ClusterError(
+      'The chief (worker 0 at %s) did not publish its cluster on ps task 0 '
+      '(%s) within %d s (--cluster_timeout_secs): is it running?' % (
+          chief, ps, timeout_secs))
 
 
 def worker_session_config(cluster, config):

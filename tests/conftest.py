@@ -1,5 +1,6 @@
 """Shared pytest set-up: import path, quiet TensorFlow logs, the real-data fixture."""
 import os
+import subprocess
 import sys
 
 import pytest
@@ -30,3 +31,23 @@ def sample_dataset_dir(tmp_path_factory):
   from datasets import sample_data  # pylint: disable=g-import-not-at-top
   return sample_data.ensure_sample_dataset(
       str(tmp_path_factory.mktemp('sample_dataset')), num_train=16, num_val=8)
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path):
+  """mount(size_bytes) -> a tmpfs folder of that size; skips without root."""
+  mounted = []
+
+  def mount(size_bytes):
+    point = tmp_path / 'disk'
+    point.mkdir()
+    result = subprocess.run(
+        ['mount', '-t', 'tmpfs', '-o', 'size=%d' % size_bytes, 'tmpfs',
+         str(point)], capture_output=True, text=True, timeout=30)
+    if result.returncode != 0:
+      pytest.skip('cannot mount a tmpfs here: %s' % result.stderr.strip())
+    mounted.append(point)
+    return point
+  yield mount
+  for point in mounted:
+    subprocess.run(['umount', '-l', str(point)], timeout=30)

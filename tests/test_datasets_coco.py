@@ -217,3 +217,16 @@ def test_images_without_annotations_and_non_coco_files(tmp_path):
                      match='list.json: not a COCO detection file'):
     coco_to_tfrecords.convert(str(tmp_path / 'list.json'), image_dir,
                               str(tmp_path / 'out'), 'set_train')
+
+
+def test_a_bom_and_padded_category_names_are_read(tmp_path):
+  annotations_file, image_dir = _coco_tree(tmp_path)
+  with open(annotations_file) as json_file:
+    coco = json.load(json_file)
+  coco['categories'][0]['name'] = ' zebra '
+  with open(annotations_file, 'wb') as json_file:
+    json_file.write(b'\xef\xbb\xbf' + json.dumps(coco).encode())
+  metadata = coco_to_tfrecords.convert(annotations_file, image_dir,
+                                       str(tmp_path / 'out'), 'set_train',
+                                       class_names=('zebra', 'apple'))
+  assert metadata['objects_per_class'] == {'zebra': 2, 'apple': 1}

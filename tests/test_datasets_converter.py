@@ -622,3 +622,75 @@ def test_a_failed_swap_puts_the_old_files_back(tmp_path, monkeypatch):
   assert failed
   assert _file_bytes(out) == before
   assert sorted(os.listdir(out)) == sorted(before)
+
+
+_BOM = b'\xef\xbb\xbf'
+
+
+def _tool_written_xml(filename, name=' cat ', xmin='12.5'):
+  """An annotation as labelImg and editors save it: a UTF-8 BOM, an XML
+  declaration, CRLF line ends, float coordinates, padded class names."""
+  return _BOM + (
+      '<?xml version="1.0" encoding="utf-8"?>\r\n<annotation>\r\n'
+      '  %s\r\n  <size><width>60</width><height>40</height>'
+      '<depth>3</depth></size>\r\n'
+      '  <object><name>%s</name><difficult>0</difficult><bndbox>'
+      '<xmin>%s</xmin><ymin>2.0</ymin><xmax>30.0</xmax><ymax>35</ymax>'
+      '</bndbox></object>\r\n</annotation>\r\n' % (filename, name, xmin)
+  ).encode()
+
+
+def test_files_as_labelling_tools_and_editors_write_them(tmp_path):
+  voc, out = tmp_path / 'voc', tmp_path / 'out'
+  support.write_image(voc, 'IMG_1.JPG', support.random_image(0))
+  support.write_image(voc, 'photo2.jpg', support.random_image(1))
+  (voc / 'Annotations').mkdir()
+  # <filename> in another letter case than the file; no <filename> at all.
+  (voc / 'Annotations' / 'first.xml').write_bytes(
+      _tool_written_xml('<filename>IMG_1.jpg</filename>'))
+  (voc / 'Annotations' / 'photo2.xml').write_bytes(
+      _tool_written_xml('', xmin='12.0'))
+  (voc / 'ImageSets' / 'Main').mkdir(parents=True)
+  (voc / 'ImageSets' / 'Main' / 'train.txt').write_bytes(
+      _BOM + b'first  \r\nphoto2\r\n\r\n')
+  labels = tmp_path / 'classes.txt'
+  labels.write_bytes(_BOM + b'cat\r\ndog  \r\n\r\n')
+  done = _run_cli('--dataset_dir=%s' % voc, '--output_dir=%s' % out,
+                  '--output_name=pets_train', '--split=train',
+                  '--labels=%s' % labels, '--noprogress')
+  assert done.returncode == 0, done.stderr[-2000:]
+  metadata = json.loads((out / 'pets_train.json').read_text())
+  assert metadata['labels'] == ['none', 'cat', 'dog']
+  assert metadata['objects_per_class'] == {'cat': 2, 'dog': 0}
+  first, second = support.read_examples(out, metadata)
+  assert support.feature_values(first, 'image/filename') == [b'IMG_1.JPG']
+  for example, xmin in ((first, 12.5), (second, 12.0)):
+    assert support.feature_values(
+        example, 'image/object/bbox/xmin') == pytest.approx([xmin / 60])
+  # The labels.txt of the output, saved again by an editor, still matches.
+  (out / 'labels.txt').write_bytes(_BOM + b'0:none\r\n1:cat\r\n2:dog\r\n')
+  assert convert(voc, out, split='train')['num_samples'] == 2
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_previous_dataset(
+    tmp_path, mount_tmpfs):
+  voc = tmp_path / 'voc'
+  support.make_voc(voc, 2)
+  out = mount_tmpfs(1 << 20) / 'out'
+  convert(voc, out)
+  before = _file_bytes(out)
+  # Noise does not compress: 8 images of about 300 kB each need 2.4 MB.
+  support.make_voc(voc, 8, height=400, width=600)
+  done = _run_cli('--dataset_dir=%s' % voc, '--output_dir=%s' % out,
+                  '--output_name=pets_train', '--discover_labels',
+                  '--noprogress')
+  assert done.returncode == 1
+  last_line = done.stderr.strip().splitlines()[-1]
+  assert last_line.startswith(
+      'error: No space left on device in %s while writing pets_train: it '
+      'needs about ' % out), done.stderr[-3000:]
+  assert 'the previous dataset pets_train in %s was left unchanged' % out in (
+      last_line)
+  assert 'Traceback' not in done.stderr
+  assert _file_bytes(out) == before
+  assert sorted(os.listdir(out)) == sorted(before)  # No partial files.

@@ -419,6 +419,21 @@ def test_a_ps_with_other_worker_hosts_fails_and_an_absent_ps_times_out(
           % hosts[4]) in stub_tasks.log('lone')
 
 
+def test_tasks_waiting_for_a_chief_that_never_starts_name_it(make_cluster):
+  local_cluster = make_cluster(flags=['--cluster_timeout_secs=5'])
+  local_cluster.start('ps', 0)
+  time.sleep(2)  # The ps gives up first, while the worker still waits.
+  local_cluster.start('worker', 1)
+  chief = local_cluster.worker_hosts[0]
+  for name in ('worker1', 'ps0'):
+    assert local_cluster.wait(name, timeout=60) == 1
+    log = local_cluster.log(name)
+    last_line = log.strip().splitlines()[-1]
+    assert ('The chief (worker 0 at %s) never answered within 5 s '
+            '(--cluster_timeout_secs)' % chief) in last_line, log[-3000:]
+    assert 'Traceback' not in log, log[-3000:]
+
+
 def test_tasks_waiting_for_their_chief_stop_on_sigint_and_sigterm(
     stub_tasks):
   hosts = loopback_hosts(3)

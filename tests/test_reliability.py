@@ -282,6 +282,32 @@ MATRIX = [
     ('25.5', 'a --train_dir with a space in the next-steps commands',
      'shell-quoted: they copy-paste',
      'tests/test_train.py::test_next_steps_commands_survive_spaces_in_paths'),
+    ('25.7', 'the disk fills up during a conversion (a real 1 MB tmpfs)',
+     'one line naming the output folder, the space needed and free; the '
+     'previous dataset untouched, partial files removed',
+     'tests/test_datasets_converter.py::'
+     'test_a_full_disk_is_one_line_and_keeps_the_previous_dataset'),
+    ('25.7', 'a ps and worker 1 started, the chief never; the ps gives up '
+     'first', 'both end with one line naming the chief\'s host and '
+     '--cluster_timeout_secs, no gRPC traceback',
+     'tests/test_distributed.py::'
+     'test_tasks_waiting_for_a_chief_that_never_starts_name_it'),
+    # --- Files as labelling tools and editors write them.
+    ('25.7', 'a UTF-8 BOM, CRLF, trailing spaces and blank lines in the '
+     'class list, an ImageSets list or labels.txt; an XML declaration, '
+     'float coordinates, " cat " as <name>',
+     'read as meant: the first class still matches, boxes keep their '
+     'fractions',
+     'tests/test_datasets_converter.py::'
+     'test_files_as_labelling_tools_and_editors_write_them'),
+    ('25.7', '<filename> IMG_1.jpg for the file IMG_1.JPG; no <filename>',
+     'the file found in its own case; the annotation\'s name used',
+     'tests/test_datasets_converter.py::'
+     'test_files_as_labelling_tools_and_editors_write_them'),
+    ('25.7', 'a COCO JSON with a UTF-8 BOM, padded category names',
+     'read; the names match the --labels file',
+     'tests/test_datasets_coco.py::'
+     'test_a_bom_and_padded_category_names_are_read'),
 ]
 
 
@@ -378,26 +404,6 @@ def step_1_run(tmp_path_factory, sample_dataset_dir):
 
 def _size(paths):
   return sum(os.path.getsize(path) for path in paths)
-
-
-@pytest.fixture
-def mount_tmpfs(tmp_path):
-  """mount(size_bytes) -> a tmpfs folder of that size; skips without root."""
-  mounted = []
-
-  def mount(size_bytes):
-    point = tmp_path / 'disk'
-    point.mkdir()
-    result = subprocess.run(
-        ['mount', '-t', 'tmpfs', '-o', 'size=%d' % size_bytes, 'tmpfs',
-         str(point)], capture_output=True, text=True, timeout=30)
-    if result.returncode != 0:
-      pytest.skip('cannot mount a tmpfs here: %s' % result.stderr.strip())
-    mounted.append(point)
-    return point
-  yield mount
-  for point in mounted:
-    subprocess.run(['umount', '-l', str(point)], timeout=30)
 
 
 def test_resume_survives_a_move_a_corrupt_checkpoint_and_leftovers(

@@ -27,7 +27,6 @@ What it guards against:
     removed), and partial files of killed runs (`remove_partial_files`).
 """
 import collections
-import errno
 import glob
 import os
 import re
@@ -805,7 +804,7 @@ class CheckpointSaver(_v1.train.Saver):
     try:
       return super().save(sess, save_path, *args, **kwargs)
     except (tf.errors.OpError, OSError) as error:
-      if not _is_disk_full(error):
+      if not paths.is_disk_full(error):
         raise
       directory = os.path.dirname(os.path.abspath(save_path))
       removed = remove_partial_files(directory)
@@ -813,16 +812,9 @@ class CheckpointSaver(_v1.train.Saver):
           'No space left on device in %s while saving a checkpoint: it needs '
           'about %s, %s free. Free some space there or choose another '
           '--train_dir (partial files removed: %d).' % (
-              directory, _megabytes(_checkpoint_bytes(sess.graph, directory)),
-              _megabytes(shutil.disk_usage(directory).free), len(removed))
+              directory, paths.megabytes(_checkpoint_bytes(sess.graph, directory)),
+              paths.megabytes(shutil.disk_usage(directory).free), len(removed))
       ) from None
-
-
-def _is_disk_full(error):
-  if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-    return True
-  return 'No space left on device' in (getattr(error, 'message', None) or
-                                       str(error))
 
 
 def _checkpoint_bytes(graph, directory):
@@ -835,7 +827,3 @@ def _checkpoint_bytes(graph, directory):
   variables = graph.get_collection(_v1.GraphKeys.GLOBAL_VARIABLES)
   return sum(v.shape.num_elements() * v.dtype.base_dtype.size
              for v in variables if v.shape.is_fully_defined())
-
-
-def _megabytes(num_bytes):
-  return '%.1f MB' % (num_bytes / 1e6)

@@ -79,7 +79,7 @@ def read_source_ids(annotations_file, labels_to_names):
     ValueError: unreadable file or not COCO JSON, naming it.
   """
   try:
-    with open(annotations_file) as json_file:
+    with open(annotations_file, encoding='utf-8-sig') as json_file:
       content = json.load(json_file)
     category_by_name = {category['name']: category['id']
                         for category in content['categories']}

@@ -2,6 +2,7 @@
 
 Bottom layer: imports nothing of the project.
 """
+import errno
 import os
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,3 +53,15 @@ def write_text_atomically(path, text):
   finally:
     if os.path.exists(temporary):
       os.remove(temporary)
+
+
+def is_disk_full(error):
+  """Whether an OSError or a TensorFlow error says the disk is full."""
+  if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+    return True
+  return 'No space left on device' in (getattr(error, 'message', None) or
+                                       str(error))
+
+
+def megabytes(num_bytes):
+  return '%.1f MB' % (num_bytes / 1e6)
