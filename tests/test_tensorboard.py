@@ -39,7 +39,7 @@ def _train(train_dir, dataset_dir):
              '--max_number_of_steps', str(TRAIN_STEPS), '--batch_size', '1',
              '--save_summaries_secs', '1', '--num_readers', '1',
              '--num_preprocessing_threads', '1', '--precision', 'float32',
-             '--seed', '1']
+             '--nobatch_norm', '--seed', '1']
   result = subprocess.run(command, capture_output=True, text=True,
                           timeout=300, cwd=PROJECT_ROOT)
   assert result.returncode == 0, result.stderr[-3000:]

@@ -35,13 +35,18 @@ v1 = tf.compat.v1
 SCRIPT = os.path.join(PROJECT_ROOT, 'train_ssd_network.py')
 
 
+# Without batch norm (the from-scratch default; its tests are in
+# test_batch_norm.py): the smaller graph, the faster runs.
+_SMALL_RUN_FLAGS = ['--batch_size', '1', '--log_every_n_steps', '1',
+                    '--num_readers', '1', '--seed', '1', '--nobatch_norm']
+
+
 def run_script(train_dir, dataset_dir, *extra_flags, timeout=300):
   """Runs the training script; returns (return code, combined output)."""
   command = [sys.executable, SCRIPT, '--train_dir', str(train_dir),
-             '--dataset_dir', dataset_dir, '--batch_size', '1',
-             '--log_every_n_steps', '1', '--save_summaries_secs', '1',
-             '--num_readers', '1', '--num_preprocessing_threads', '2',
-             '--seed', '1'] + list(extra_flags)
+             '--dataset_dir', dataset_dir, '--save_summaries_secs', '1',
+             '--num_preprocessing_threads', '2'] + _SMALL_RUN_FLAGS + list(
+                 extra_flags)
   result = subprocess.run(command, capture_output=True, text=True,
                           timeout=timeout, cwd=PROJECT_ROOT)
   return result.returncode, result.stdout + result.stderr
@@ -53,9 +58,8 @@ def run_until_step_then_signal(train_dir, dataset_dir, step, signum,
   `env` added), sends `signum` once the log shows `step`; returns (return
   code, combined output)."""
   command = [sys.executable, SCRIPT, '--train_dir', str(train_dir),
-             '--dataset_dir', dataset_dir, '--batch_size', '1',
-             '--log_every_n_steps', '1', '--num_readers', '1',
-             '--seed', '1'] + list(extra_flags)
+             '--dataset_dir', dataset_dir] + _SMALL_RUN_FLAGS + list(
+                 extra_flags)
   process = subprocess.Popen(command, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True,
                              cwd=PROJECT_ROOT,
@@ -194,11 +198,8 @@ def conv_layouts(train_dir):
 
 def test_one_clone_trains_writes_summaries_and_resumes(tmp_path,
                                                        sample_dataset_dir):
-  # Without batch norm (the from-scratch default), as SSD-Tensorflow's
-  # checkpoints: the smaller, faster graph.
   code, log = run_script(tmp_path, sample_dataset_dir,
-                         '--max_number_of_steps', '2', '--anchor_sizes', 'voc',
-                         '--nobatch_norm')
+                         '--max_number_of_steps', '2', '--anchor_sizes', 'voc')
   assert code == 0, log
   assert checkpoint_step(tmp_path) == 2
   # The SSD parameters travel with the checkpoints.
@@ -239,7 +240,7 @@ def test_one_clone_trains_writes_summaries_and_resumes(tmp_path,
   # 2 images a batch, in NCHW: the layout is not in the checkpoint.
   code, log = run_until_step_then_signal(tmp_path, sample_dataset_dir, 3,
                                          signal.SIGTERM, '--batch_size=2',
-                                         '--anchor_sizes=voc', '--nobatch_norm',
+                                         '--anchor_sizes=voc',
                                          env={'ONEDNN_MAX_CPU_ISA': 'AVX2'})
   assert code == 0, log
   assert ('Data format: NCHW (auto: oneDNN convolves with AVX2 kernels here '
