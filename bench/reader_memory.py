@@ -27,9 +27,9 @@ Shuffle figures, per stream of draws (N records, epochs of N draws):
   disp      mean |position in the epoch - position in the files| / N (a
             uniform shuffle: 1/3).
 
-  git worktree add /tmp/reader_before <commit>
-  python bench/reader_memory.py --baseline_tree /tmp/reader_before   # ~5.5 min
-  git worktree remove /tmp/reader_before
+  git worktree add ../reader_before <commit>
+  python bench/reader_memory.py --baseline_tree ../reader_before   # ~5.5 min
+  git worktree remove ../reader_before
 """
 import json
 import os
