@@ -69,7 +69,9 @@ def _training_config(data_dir, precision, clones, batch, seed, extra):
           '--dataset_split_name=train', '--dataset_dir=' + data_dir,
           '--precision=' + precision, '--num_clones=%d' % clones,
           '--clone_on_cpu', '--batch_size=%d' % batch,
-          '--seed=%d' % seed] + list(extra)
+          # The SSD300 of the figures in bench/README.md: without the batch
+          # norm that the from-scratch defaults add (a variant can add it).
+          '--nobatch_norm', '--seed=%d' % seed] + list(extra)
   flags.FLAGS.unparse_flags()
   flags.FLAGS(argv)
   return train_ssd_network.config_from_flags()
