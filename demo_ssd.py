@@ -8,7 +8,7 @@ Every image is written to --output_dir under its own name with the
 detections drawn (a colour per class, the class name and score), and each
 detection is printed as `class score xmin ymin xmax ymax` in the image's
 pixels.  The detector is the one evaluation and export use
-(`utils.detection`), so the detections are the same.
+(`utils.inference.detection`), so the detections are the same.
 
 Before anything is built, the checkpoint's number of classes is checked
 against --labels and the output folder is created.  An unreadable file in
@@ -33,9 +33,9 @@ import tqdm
 
 from datasets import image_files
 from datasets import voc_common
-from utils import detection
-from utils import drawing
-from utils import paths
+from utils.inference import detection
+from utils.common import drawing
+from utils.common import paths
 
 _v1 = tf.compat.v1
 
@@ -173,7 +173,7 @@ def detect(checkpoint_path, image_paths, num_classes=None,
     num_classes: classes (with background) the checkpoint must predict, e.g.
       len(labels); None accepts the checkpoint's.
     model_name: network name.
-    settings: `utils.detection.DetectionSettings`.
+    settings: `utils.inference.detection.DetectionSettings`.
     moving_average_decay: if set, use the moving averages of the weights.
     problems: see `read_images`: None stops at a bad image, a list collects
       the bad images (unreadable ones are skipped).

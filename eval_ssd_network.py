@@ -1,17 +1,17 @@
 """Evaluates SSD checkpoints on a converted dataset split: VOC and COCO AP.
 
 The network runs in a TensorFlow graph (batches of the evaluation
-preprocessing, the detector of `utils.detection`); its fixed-size,
+preprocessing, the detector of `utils.inference.detection`); its fixed-size,
 zero-padded detections are mapped back to each original image and scored in
 Python, boxes compared in original image pixels:
-  * --metrics voc (default), `utils.voc_eval`: per-class AP at IoU >
+  * --metrics voc (default), `utils.evaluation.voc_eval`: per-class AP at IoU >
     --matching_threshold with the Pascal VOC devkit's rules (difficult
     objects neither count nor penalise; inclusive pixel boxes, +1 on widths
     and heights), both VOC2007's 11-point AP and VOC2010+'s area AP: the
     APs equal the devkit's on the same detections.  mAP is the mean over
     the classes with at least one non-difficult ground-truth object; the
     others are reported as n/a.
-  * --metrics coco, `utils.coco_eval`: pycocotools' mAP@[.5:.95], AP50,
+  * --metrics coco, `utils.evaluation.coco_eval`: pycocotools' mAP@[.5:.95], AP50,
     AP75 and the AP of small, medium and large objects.
 
 Outputs, in --eval_dir (default: `eval/` beside the checkpoints):
@@ -70,13 +70,13 @@ import tqdm
 
 from datasets import dataset_flags
 from datasets import voc_common
-from utils import checkpoints
-from utils import coco_eval
-from utils import detection
-from utils import drawing
-from utils import paths
-from utils import platform_info
-from utils import voc_eval
+from utils.checkpointing import checkpoints
+from utils.evaluation import coco_eval
+from utils.inference import detection
+from utils.common import drawing
+from utils.common import paths
+from utils.common import platform_info
+from utils.evaluation import voc_eval
 
 _v1 = tf.compat.v1
 
@@ -306,7 +306,7 @@ def evaluate(checkpoint_path, dataset, eval_dir=None,
     model_name: network name.
     num_classes: classes including background; default the dataset's.
       Must match the checkpoint.
-    settings: `utils.detection.DetectionSettings` (thresholds, resize).
+    settings: `utils.inference.detection.DetectionSettings` (thresholds, resize).
     batch_size: images per batch.
     matching_threshold: VOC: IoU a detection must exceed to match an object.
     moving_average_decay: if set, evaluate the moving averages of the

@@ -16,13 +16,13 @@ The SavedModel (tag 'serve') has one signature, 'serving_default':
                         image are detections, the rest is zero padding.
 Decoding, the evaluation preprocessing (--eval_resize), the network and the
 post-processing (--select_threshold, NMS) are all inside the graph: the
-detector of `utils.detection`, so its detections are those of the demo and
+detector of `utils.inference.detection`, so its detections are those of the demo and
 of evaluation.  With --labels, the labels file is checked against the
 checkpoint and copied to `assets.extra/labels.txt` in the export.
 --precision mixed_bfloat16 exports a network that computes in bfloat16 (the
 casts are in the graph, weights stay float32; about 2x float32 on CPUs with
 AVX512_BF16, see bench/inference.py); decoding and NMS stay float32.  For a
-faster CPU path still, see utils/openvino_detector.py.
+faster CPU path still, see utils/inference/openvino_detector.py.
 
 In TensorFlow 2:
   model = tf.saved_model.load(export_dir)
@@ -39,8 +39,8 @@ from absl import logging
 import tensorflow as tf
 
 from datasets import dataset_utils
-from utils import detection
-from utils import paths
+from utils.inference import detection
+from utils.common import paths
 
 _v1 = tf.compat.v1
 
@@ -48,7 +48,7 @@ SIGNATURE_NAME = 'serving_default'
 INPUT_NAME = 'encoded_images'
 LABELS_EXPORT_PATH = os.path.join('assets.extra', dataset_utils.LABELS_FILENAME)
 # Signature output names (those of the TensorFlow Object Detection API) for
-# the `utils.detection.detect` outputs.
+# the `utils.inference.detection.detect` outputs.
 OUTPUT_NAMES = {'bboxes': 'detection_boxes', 'classes': 'detection_classes',
                 'scores': 'detection_scores',
                 'num_detections': 'num_detections'}
@@ -90,7 +90,7 @@ def export(checkpoint_path, export_dir, model_name='ssd_300_vgg',
     checkpoint_path: prefix, one of its files, or a directory (latest).
     export_dir: SavedModel directory; must not exist.
     model_name: network name.
-    settings: `utils.detection.DetectionSettings`, fixed in the graph.
+    settings: `utils.inference.detection.DetectionSettings`, fixed in the graph.
     moving_average_decay: if set, export the moving averages of the weights.
     labels_path: optional labels file, checked and copied into the export.
 

@@ -1,6 +1,6 @@
 """Trains an SSD detector on one or many GPUs (or CPUs) from TFRecords.
 
-This script is the flags adapter of the training library, utils/training.py
+This script is the flags adapter of the training library, utils/trainer/training.py
 (which holds the input pipeline, the graph and the loop).  The flow:
   1. the flags become a TrainingConfig (`config_from_flags`), with the
      cluster flags checked and resolved;
@@ -24,7 +24,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from utils import platform_info
+from utils.common import platform_info
 # Before TensorFlow is imported: it reads TF_ENABLE_ONEDNN_OPTS when it loads.
 ONEDNN = platform_info.configure_onednn()
 # TensorFlow's C++ INFO lines (a screenful per graph rewrite) stay out of the
@@ -35,10 +35,10 @@ import tensorflow as tf
 
 from datasets import dataset_utils
 from deployment import cluster as cluster_lib
-from utils import paths
-from utils import run_lock
-from utils import train_tools
-from utils import training
+from utils.common import paths
+from utils.common import run_lock
+from utils.trainer import train_tools
+from utils.trainer import training
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS

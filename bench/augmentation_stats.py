@@ -1,6 +1,6 @@
 r"""What the SSD training augmentation shows the network, measured on real boxes.
 
-For the boxes of the Freiburg groceries photos (`utils.paths.groceries_dir()`,
+For the boxes of the Freiburg groceries photos (`utils.common.paths.groceries_dir()`,
 `train` split), draws the augmentation's geometry many times per image,
 through the function `preprocess_for_train` uses
 (`ssd_vgg_preprocessing.random_geometry`: zoom-out, then crop), and prints:
@@ -35,12 +35,12 @@ from datasets import voc_common
 from nets import nets_factory
 from preprocessing import ssd_vgg_preprocessing
 from preprocessing import tf_image
-from utils import paths
+from utils.common import paths
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('groceries_dir', None, 'VOC root (default: '
-                    'utils.paths.groceries_dir()).')
+                    'utils.common.paths.groceries_dir()).')
 flags.DEFINE_integer('num_images', 400, 'First images of the train split.',
                      lower_bound=1)
 flags.DEFINE_integer('draws', 10, 'Augmentation draws per image.',

@@ -24,7 +24,7 @@ from absl import flags
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT_ROOT)
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from utils import platform_info
+from utils.common import platform_info
 
 # oneDNN's setting must be made before TensorFlow is imported.
 ONEDNN = platform_info.configure_onednn()

@@ -53,8 +53,8 @@ sys.path.insert(0, os.path.join(PROJECT_ROOT, 'bench'))
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import plot_curve
 from datasets import voc_common
-from utils import checkpoints
-from utils import paths
+from utils.checkpointing import checkpoints
+from utils.common import paths
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS

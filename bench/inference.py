@@ -7,7 +7,7 @@ Variants, all with random weights (speed does not depend on the values;
 21 classes as VOC):
   tf_float32   the SavedModel of export_ssd_network.py (--precision float32)
   tf_bfloat16  the same, exported with --precision mixed_bfloat16
-  openvino     utils/openvino_detector.py (the faster serving path, if
+  openvino     utils/inference/openvino_detector.py (the faster serving path, if
                requirements-serve.txt is installed): the same pre- and
                post-processing in TensorFlow, the network in OpenVINO
                (its default precision: bf16 on CPUs with AVX512_BF16/AMX)
@@ -42,7 +42,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
 
-from utils import platform_info  # noqa: E402  (no TensorFlow: before it)
+from utils.common import platform_info  # noqa: E402  (no TensorFlow: before it)
 
 NUM_CLASSES = 21
 IMAGE_SIZE = (375, 500)  # (height, width): a VOC photo.
@@ -65,7 +65,7 @@ def synthetic_photos(count, seed=0):
 def write_random_checkpoint(directory):
   """A random-weight SSD300 checkpoint with NUM_CLASSES classes."""
   import tensorflow as tf
-  from utils import tf_compat  # noqa: F401  (before tf_slim)
+  from utils.common import tf_compat  # noqa: F401  (before tf_slim)
   import tf_slim as slim
   from nets import nets_factory
 
@@ -84,7 +84,7 @@ def tensorflow_variants(work_dir):
   """{name: function(encoded JPEG list) -> outputs} of our SavedModels."""
   import tensorflow as tf
   import export_ssd_network
-  from utils import detection
+  from utils.inference import detection
 
   checkpoint = write_random_checkpoint(work_dir)
   variants = {}
@@ -101,7 +101,7 @@ def tensorflow_variants(work_dir):
       return outputs['num_detections'].numpy()
     variants[name] = run
   try:
-    from utils import openvino_detector
+    from utils.inference import openvino_detector
     detector = openvino_detector.OpenVINODetector(checkpoint)
   except ImportError as error:
     print('openvino skipped: %s' % error)

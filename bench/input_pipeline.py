@@ -1,7 +1,7 @@
 r"""Input pipeline throughput: images/second, per thread, at three photo sizes.
 
 Builds three small datasets from the Freiburg groceries photos
-(`utils.paths.groceries_dir()`, train split) in a temporary folder:
+(`utils.common.paths.groceries_dir()`, train split) in a temporary folder:
 
   224    the photos as they are (224 x 224 JPEGs);
   voc    VOC-sized 500 x 376 photos, each a 2 x 2 mosaic of four photos
@@ -62,8 +62,8 @@ from datasets import voc_common
 from nets import nets_factory
 from preprocessing import ssd_vgg_preprocessing
 from preprocessing import tf_image
-from utils import paths
-from utils import platform_info
+from utils.common import paths
+from utils.common import platform_info
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 SIZES = ('224', 'voc', '12mp', '12mp_1200')
@@ -78,7 +78,7 @@ _JPEG_QUALITY = 90
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('groceries_dir', None, 'VOC root of the groceries data '
-                    '(default: utils.paths.groceries_dir()).')
+                    '(default: utils.common.paths.groceries_dir()).')
 flags.DEFINE_list('sizes', list(SIZES), 'Photo sizes to time: %s.' %
                   ', '.join(SIZES))
 flags.DEFINE_integer('num_images', 256, 'Images per dataset (224 and voc).',

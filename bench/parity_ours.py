@@ -15,7 +15,7 @@ normalised network input, NCHW) and writes ours.npz and ours.json there:
     --clean_images subset, the positives per image, and every variable's
     gradient norm (keyed by torchvision's state_dict names).
 The network is built as evaluation and training build it
-(`utils.detection.load_network`, `make_saver`), all float32.
+(`utils.inference.detection.load_network`, `make_saver`), all float32.
 """
 import argparse
 import json
@@ -30,12 +30,12 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf
-from utils import tf_compat  # noqa: F401,E402
+from utils.common import tf_compat  # noqa: F401,E402
 import tf_slim as slim  # noqa: E402
 
 from nets import anchor_generator  # noqa: E402
-from utils import checkpoint_import  # noqa: E402
-from utils import detection  # noqa: E402
+from utils.checkpointing import checkpoint_import  # noqa: E402
+from utils.inference import detection  # noqa: E402
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 _v1 = tf.compat.v1

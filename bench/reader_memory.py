@@ -7,7 +7,7 @@ JPEGs) for the shuffle's quality at scale.  Then, for each source tree (this
 one, and `--baseline_tree`, e.g. a worktree of an earlier commit), each in a
 child process of its own:
 
-  pipeline  the training input queue (`utils.training.build_input_queue`,
+  pipeline  the training input queue (`utils.trainer.training.build_input_queue`,
             batch 2, SSD augmentation): time to the first batch, then
             `--batches` batches; peak RSS (the child's VmHWM, from wait4);
   train     `train_ssd_network.py --max_number_of_steps 2 --batch_size 2`:
@@ -79,7 +79,7 @@ from absl import logging
 import tensorflow as tf
 tf.compat.v1.disable_eager_execution()
 logging.set_verbosity(logging.INFO)
-from utils import training
+from utils.trainer import training
 dataset_dir, batches = sys.argv[1], int(sys.argv[2])
 config = training.TrainingConfig(data=training.DataOptions(
     dataset_dir=dataset_dir, batch_size=2))

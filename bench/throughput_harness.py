@@ -1,7 +1,7 @@
 """bench/train_throughput.py's harness: the child processes and their stepping.
 
 Child side (this file run with --child_json=SPEC): builds the training
-graph with the training library (utils/training.py) from
+graph with the training library (utils/trainer/training.py) from
 train_ssd_network.py's own flags, with the real TFRecord input (e2e) or the
 injected training.fixed_batch_input_fn serving one batch the real pipeline
 made, from variables (model), and runs
@@ -102,8 +102,8 @@ def _import_training():
   # reads it.
   import train_ssd_network  # noqa: F401
   import tensorflow as tf
-  from utils import train_tools
-  from utils import training
+  from utils.trainer import train_tools
+  from utils.trainer import training
   # pylint: enable=g-import-not-at-top
   tf.compat.v1.disable_eager_execution()
   return tf, training, train_tools

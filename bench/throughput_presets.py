@@ -11,7 +11,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from utils import platform_info
+from utils.common import platform_info
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 MODES = ('e2e', 'model')

@@ -55,7 +55,7 @@ from torchvision.ops import boxes as box_ops
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from utils import platform_info  # noqa: E402  (no TensorFlow in it)
+from utils.common import platform_info  # noqa: E402  (no TensorFlow in it)
 
 IMAGE_SIZE = 300
 # Feature maps: (name, side, anchors per cell), in the anchor order.

@@ -1,7 +1,7 @@
 r"""Training throughput of SSD300: images/second, seconds/step, peak RSS.
 
 Two graphs, both built by the training library's build_training_graph
-(utils/training.py) from train_ssd_network.py's own flags (same network,
+(utils/trainer/training.py) from train_ssd_network.py's own flags (same network,
 SSD loss, Adam, clone deployment, finiteness assertion and summaries; the
 step is run by the library's StepRunner, as the training loop runs it):
 
@@ -48,7 +48,7 @@ from absl import flags
 import throughput_harness as harness
 import throughput_presets as presets
 import throughput_report as report
-from utils import paths
+from utils.common import paths
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 # The benchmark's own flags live apart from absl's global FLAGS, which the

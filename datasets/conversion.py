@@ -33,8 +33,8 @@ import tqdm
 from datasets import dataset_utils
 from datasets import image_files
 from datasets import voc_common
-from utils import paths
-from utils import run_lock
+from utils.common import paths
+from utils.common import run_lock
 
 # Everything a converter counts, with the summary's description.  The kinds
 # from 'missing_annotation' on are errors unless `skip_bad` turns them into

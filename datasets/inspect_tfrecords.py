@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from datasets import dataset_utils
-from utils import drawing
+from utils.common import drawing
 
 
 def iterate_examples(files):

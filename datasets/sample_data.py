@@ -28,7 +28,7 @@ import numpy as np
 from datasets import conversion
 from datasets import dataset_utils
 from datasets import pascalvoc_to_tfrecords
-from utils import paths
+from utils.common import paths
 
 CLASS_NAMES = ('box', 'bottle', 'can')
 SPLITS = ('train', 'val')

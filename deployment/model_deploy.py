@@ -34,7 +34,7 @@ import collections
 import contextlib
 
 import tensorflow as tf
-from utils import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
+from utils.common import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
 import tf_slim as slim
 
 __all__ = ['create_clones', 'deploy', 'optimize_clones', 'DeployedModel',

@@ -4,7 +4,7 @@ The encoding that training learns and the decoding that evaluation, export
 and the demo apply come from this one definition.  Every function works on
 NumPy arrays and on TensorFlow tensors alike (the result is a tensor as soon
 as one argument is).  Box geometry (IoU, areas, clipping) is in
-`utils.box_ops`.
+`utils.common.box_ops`.
 
 Conventions:
   * boxes: (ymin, xmin, ymax, xmax) in the last axis, normalised to [0, 1]

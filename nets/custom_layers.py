@@ -4,7 +4,7 @@ Each takes a `data_format` ('NHWC' or 'NCHW') so that `SSDNet.arg_scope` can
 set it for the whole network, next to slim's own layers.
 """
 import tensorflow as tf
-from utils import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
+from utils.common import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
 import tf_slim as slim
 
 

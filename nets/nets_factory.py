@@ -7,7 +7,7 @@ import os
 import tensorflow as tf
 
 from nets import ssd_vgg_300
-from utils import paths
+from utils.common import paths
 
 # The variable holding the SSD parameters, under the model's scope, and the
 # graph collection that lists it.

@@ -4,7 +4,7 @@ import tensorflow as tf
 
 from nets import anchor_generator
 from nets import box_coder
-from utils import box_ops
+from utils.common import box_ops
 
 
 def decode_layers(localisations, anchors, prior_scaling, scope=None):

@@ -7,7 +7,7 @@ import tensorflow as tf
 from nets import anchor_generator
 from nets import box_coder
 from nets import matcher
-from utils import box_ops
+from utils.common import box_ops
 
 # The class target of an ignored anchor (background is 0).
 IGNORED_LABEL = -1

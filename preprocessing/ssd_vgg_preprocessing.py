@@ -34,7 +34,7 @@ import numbers
 import tensorflow as tf
 
 from preprocessing import tf_image
-from utils import platform_info
+from utils.common import platform_info
 
 # Per-channel (R, G, B) means of the VGG16 training images, on a 0-255 scale.
 VGG_MEANS = (123., 117., 104.)

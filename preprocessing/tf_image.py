@@ -8,7 +8,7 @@ a window" use that window's own normalised coordinates.
 """
 import tensorflow as tf
 
-from utils import box_ops
+from utils.common import box_ops
 
 FULL_WINDOW = (0., 0., 1., 1.)
 

@@ -1,6 +1,6 @@
 """Images for TensorBoard showing what the network is fed or finds.
 
-Boxes are drawn by `utils.drawing` (through `tf.numpy_function`), so the
+Boxes are drawn by `utils.common.drawing` (through `tf.numpy_function`), so the
 TensorBoard images look like the demo's: the same colour per class, the
 same outlines and tags.
 """
@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from preprocessing import ssd_vgg_preprocessing
-from utils import drawing
+from utils.common import drawing
 
 
 def images_with_boxes(images, bboxes, data_format='NHWC', max_outputs=3,

@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from deployment import cluster as cluster_lib
-from utils import checkpoints
+from utils.checkpointing import checkpoints
 
 from conftest import PROJECT_ROOT
 

@@ -9,7 +9,7 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT_ROOT)
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from utils import paths  # noqa: E402  (after the import path is set)
+from utils.common import paths  # noqa: E402  (after the import path is set)
 
 # Real detection data (Pascal VOC layout) written by others; never copied here.
 GROCERIES_ENV = paths.GROCERIES_ENV

@@ -17,7 +17,7 @@ import xml.etree.ElementTree as ElementTree
 import cv2
 import numpy as np
 import tensorflow as tf
-from utils import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
+from utils.common import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
 import tf_slim as slim
 
 from datasets import pascalvoc_to_tfrecords

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
-from utils import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
+from utils.common import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
 import tf_slim as slim
 
 from datasets import dataset_factory
@@ -32,10 +32,10 @@ import eval_ssd_network
 import export_ssd_network
 from nets import nets_factory
 from nets import ssd_vgg_300
-from utils import checkpoints
-from utils import detection
-from utils import paths
-from utils import training
+from utils.checkpointing import checkpoints
+from utils.inference import detection
+from utils.common import paths
+from utils.trainer import training
 
 from cluster_fixtures import assert_clean_exit
 from cluster_fixtures import checkpoint_values

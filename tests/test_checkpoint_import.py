@@ -1,4 +1,4 @@
-"""utils/checkpoint_import.py and import_checkpoint.py: torchvision's SSD300.
+"""utils/checkpointing/checkpoint_import.py and import_checkpoint.py: torchvision's SSD300.
 
 The state dicts here are synthetic: torchvision's exact key names and
 shapes for `ssd300_vgg16(num_classes=3)`, written from the lists below
@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 
 from nets import nets_factory
-from utils import checkpoint_import
-from utils import detection
+from utils.checkpointing import checkpoint_import
+from utils.inference import detection
 
 from conftest import PROJECT_ROOT
 

@@ -1,4 +1,4 @@
-"""Tests of utils/checkpoints.py on real checkpoint files of tiny models.
+"""Tests of utils/checkpointing/checkpoints.py on real checkpoint files of tiny models.
 
 Each bad case is made on disk as a user meets it: several checkpoints in
 ckpt/pre_trained, a truncated or flipped data file, a damaged index, a run
@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from nets import ssd_vgg_300
-from utils import checkpoints
+from utils.checkpointing import checkpoints
 
 v1 = tf.compat.v1
 

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
-from utils import tf_compat  # noqa: F401  (before tf_slim)
+from utils.common import tf_compat  # noqa: F401  (before tf_slim)
 import tf_slim as slim
 
 from datasets import dataset_utils
@@ -24,9 +24,9 @@ from datasets import voc_common
 import demo_ssd
 from nets import nets_factory
 import detection_fixtures as helpers
-from utils import checkpoints
-from utils import detection
-from utils import drawing
+from utils.checkpointing import checkpoints
+from utils.inference import detection
+from utils.common import drawing
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -140,7 +140,7 @@ def _build_network(num_classes):
 
 def test_saver_names_variables_whose_shapes_differ(checkpoint_dir):
   checkpoint = checkpoints.resolve_checkpoint_path(checkpoint_dir)
-  # A 3-class network against the 4-class checkpoint: utils.checkpoints'
+  # A 3-class network against the 4-class checkpoint: utils.checkpointing.checkpoints'
   # check names each class head whose shape differs.
   with tf.Graph().as_default():
     _build_network(3)

@@ -91,7 +91,7 @@ class TestResolveSettings:
       cluster_lib.resolve_settings(sync_replicas=True)
 
   def test_worker_sessions_see_only_the_ps_and_themselves(self):
-    from utils import train_tools  # pylint: disable=g-import-not-at-top
+    from utils.trainer import train_tools  # pylint: disable=g-import-not-at-top
     from deployment import model_deploy  # pylint: disable=g-import-not-at-top
     local = train_tools.session_config(model_deploy.DeploymentConfig(),
                                        precision='mixed_bfloat16')

@@ -37,8 +37,8 @@ from datasets import dataset_factory
 from nets import nets_factory
 import eval_ssd_network
 import detection_fixtures as helpers
-from utils import checkpoints
-from utils import drawing
+from utils.checkpointing import checkpoints
+from utils.common import drawing
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 
 import eval_ssd_network
-from utils import coco_eval
-from utils import paths
+from utils.evaluation import coco_eval
+from utils.common import paths
 
 
 def _train_dir(tmp_path, steps):

@@ -1,4 +1,4 @@
-"""Tests of the optional OpenVINO serving path (utils/openvino_detector.py):
+"""Tests of the optional OpenVINO serving path (utils/inference/openvino_detector.py):
 its detections equal the exported SavedModel's.  Skipped when OpenVINO is
 not installed (pip install -r requirements-serve.txt)."""
 import cv2
@@ -8,12 +8,12 @@ import tensorflow as tf
 
 import detection_fixtures as helpers
 import export_ssd_network
-from utils import detection
+from utils.inference import detection
 
 openvino = pytest.importorskip(
     'openvino', reason='optional serving extra not installed: pip install -r '
     'requirements-serve.txt')
-from utils import openvino_detector  # noqa: E402
+from utils.inference import openvino_detector  # noqa: E402
 
 SETTINGS = detection.DetectionSettings(select_threshold=0.5, keep_top_k=20,
                                        resize='pad')

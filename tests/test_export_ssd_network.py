@@ -20,8 +20,8 @@ from datasets import voc_common
 import demo_ssd
 import export_ssd_network
 import detection_fixtures as helpers
-from utils import checkpoints
-from utils import detection
+from utils.checkpointing import checkpoints
+from utils.inference import detection
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = detection.DetectionSettings(select_threshold=0.01, keep_top_k=20,

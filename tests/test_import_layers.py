@@ -1,62 +1,73 @@
 """Imports run one way: a layer never imports a layer above it.
 
-The layers (README.md, "Architecture"), bottom first:
-  0 helpers    utils/{tf_compat,paths,box_ops,drawing,voc_eval,coco_eval,platform_info,
-               run_lock}
-  1 concepts   datasets/, preprocessing/, nets/ (each imports only layer 0 and
-               its own package)
-  2 deployment deployment/ (layer 0 and itself)
-  3 application utils/{train_tools,training,checkpoints,detection}
-  4 scripts    train/eval/demo/export, bench/, tests/ (never imported by a package)
-Every module is parsed (imports inside functions count too); a new module in
-utils/ must be given its layer here.
+Each folder is one layer (README.md, "Architecture"), bottom first:
+  0 helpers     utils/common/
+  1 concepts    datasets/, preprocessing/, nets/ (none imports another)
+  2 deployment  deployment/
+  3 checkpoints utils/checkpointing/
+  4 application utils/trainer/, utils/inference/ (neither imports the other)
+  5 evaluation  utils/evaluation/
+  6 scripts     the entry scripts, bench/, tests/ (never imported by a package)
+Every module is parsed (imports inside functions count too). The layer of a
+module is the layer of its folder, so a new module needs no entry here; a new
+folder does.
 """
 import ast
 import os
 
 from conftest import PROJECT_ROOT
 
-PACKAGES = ('datasets', 'preprocessing', 'nets', 'deployment', 'utils')
-UTILS_LAYERS = {
-    'tf_compat': 0, 'paths': 0, 'box_ops': 0, 'drawing': 0, 'voc_eval': 0,
-    'coco_eval': 0, 'platform_info': 0, 'run_lock': 0,
-    'train_tools': 3, 'training': 3, 'checkpoints': 3, 'detection': 3,
-    'openvino_detector': 3, 'checkpoint_import': 3,
+FOLDER_LAYERS = {
+    'utils/common': 0,
+    'datasets': 1, 'preprocessing': 1, 'nets': 1,
+    'deployment': 2,
+    'utils/checkpointing': 3,
+    'utils/trainer': 4, 'utils/inference': 4,
+    'utils/evaluation': 5,
 }
-PACKAGE_LAYERS = {'datasets': 1, 'preprocessing': 1, 'nets': 1,
-                  'deployment': 2}
-# Bottom helpers that must not even import TensorFlow (NumPy-only metrics, the
-# CPU probe that runs before TensorFlow is imported, the run lock).
-NO_TENSORFLOW = ('utils.voc_eval', 'utils.coco_eval', 'utils.platform_info',
-                 'utils.drawing', 'utils.paths', 'utils.run_lock')
+SCRIPT_LAYER = 6
 SCRIPTS = ('train_ssd_network', 'eval_ssd_network', 'demo_ssd',
-           'export_ssd_network', 'bench', 'tests', 'conftest')
+           'export_ssd_network', 'import_checkpoint', 'bench', 'tests',
+           'conftest')
+# Helpers that must not even import TensorFlow: NumPy-only metrics, the CPU
+# probe that runs before TensorFlow is imported, paths, drawing, the run lock.
+NO_TENSORFLOW = ('utils.evaluation.voc_eval', 'utils.evaluation.coco_eval',
+                 'utils.common.platform_info', 'utils.common.drawing',
+                 'utils.common.paths', 'utils.common.run_lock')
+
+
+def _folder(module):
+  return '/'.join(module.split('.')[:-1])
 
 
 def _modules():
-  for package in PACKAGES:
-    folder = os.path.join(PROJECT_ROOT, package)
-    for name in sorted(os.listdir(folder)):
+  """(dotted name, path) of every module in a layered folder."""
+  for folder in FOLDER_LAYERS:
+    directory = os.path.join(PROJECT_ROOT, folder)
+    for name in sorted(os.listdir(directory)):
       if name.endswith('.py'):
-        yield '%s.%s' % (package, name[:-3]), os.path.join(folder, name)
+        yield '%s.%s' % (folder.replace('/', '.'), name[:-3]), os.path.join(
+            directory, name)
 
 
 def _layer(module):
-  package, _, name = module.partition('.')
-  if package == 'utils':
-    if name in ('', '__init__'):
-      return 0
-    assert name in UTILS_LAYERS, (
-        'utils/%s.py has no layer: add it to UTILS_LAYERS (and the README map)'
-        % name)
-    return UTILS_LAYERS[name]
-  if package in PACKAGE_LAYERS:
-    return PACKAGE_LAYERS[package]
-  return 4 if package in SCRIPTS else None
+  """The layer of a dotted module or package name; None outside the project."""
+  parts = module.split('.')
+  if parts[0] in SCRIPTS:
+    return SCRIPT_LAYER
+  for depth in (2, 1):
+    folder = '/'.join(parts[:depth])
+    if folder in FOLDER_LAYERS:
+      return FOLDER_LAYERS[folder]
+  if parts[0] == 'utils':
+    assert len(parts) > 1 and parts[1] == '__init__' or len(parts) == 1, (
+        '%s is in no layer: put it in a folder of FOLDER_LAYERS' % module)
+    return 0
+  return None
 
 
 def _imported(path):
-  """Top-level names of the modules `path` imports, anywhere in the file."""
+  """Dotted names of the modules `path` imports, anywhere in the file."""
   with open(path) as source:
     tree = ast.parse(source.read(), path)
   for node in ast.walk(tree):
@@ -64,45 +75,57 @@ def _imported(path):
       for alias in node.names:
         yield alias.name
     elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-      if node.module in PACKAGES:
-        for alias in node.names:
-          yield '%s.%s' % (node.module, alias.name)
-      else:
-        yield node.module
+      for alias in node.names:
+        yield '%s.%s' % (node.module, alias.name)
 
 
-def _violations():
+def _violations(modules):
   found = []
-  for module, path in _modules():
-    package = module.split('.')[0]
-    layer = _layer(module)
+  for module, path in modules:
+    layer, folder = _layer(module), _folder(module)
     for target in _imported(path):
       if module in NO_TENSORFLOW and target.split('.')[0] == 'tensorflow':
         found.append('%s imports tensorflow' % module)
       target_layer = _layer(target)
-      if target_layer is None or target == module:
+      if target_layer is None or _folder(target) == folder:
         continue
-      same_package = target.split('.')[0] == package
       if target_layer > layer:
         found.append('%s (layer %d) imports %s (layer %d)' % (
             module, layer, target, target_layer))
-      elif target_layer == layer and not same_package and layer in (1, 2):
-        found.append('%s imports its sibling package %s' % (module, target))
+      elif target_layer == layer:
+        found.append('%s imports %s, a sibling folder of its layer' % (
+            module, target))
   return found
 
 
 def test_imports_run_one_way():
-  assert _violations() == []
+  assert _violations(_modules()) == []
 
 
-def test_the_rule_catches_an_upward_import(tmp_path, monkeypatch):
-  # The checker itself must fail on a violation: a layer-0 helper importing
-  # the application layer.
-  fake = tmp_path / 'paths.py'
-  fake.write_text('from utils import training\nimport tensorflow as tf\n')
-  monkeypatch.setattr(
-      __import__(__name__), '_modules',
-      lambda: iter([('utils.paths', str(fake))]), raising=True)
-  assert _violations() == [
-      'utils.paths (layer 0) imports utils.training (layer 3)',
-      'utils.paths imports tensorflow']
+def test_every_utils_module_is_in_a_layered_folder():
+  loose = [name for name in os.listdir(os.path.join(PROJECT_ROOT, 'utils'))
+           if name.endswith('.py') and name != '__init__.py']
+  folders = [name for name in os.listdir(os.path.join(PROJECT_ROOT, 'utils'))
+             if os.path.isfile(os.path.join(PROJECT_ROOT, 'utils', name,
+                                            '__init__.py'))]
+  assert loose == []
+  assert sorted('utils/' + name for name in folders) == sorted(
+      folder for folder in FOLDER_LAYERS if folder.startswith('utils/'))
+
+
+def test_the_rule_catches_upward_and_sibling_imports(tmp_path):
+  # The checker itself must fail: a helper importing the trainer and
+  # TensorFlow, a trainer module importing the inference folder.
+  helper = tmp_path / 'paths.py'
+  helper.write_text('from utils.trainer import training\n'
+                    'import tensorflow as tf\n')
+  trainer = tmp_path / 'training.py'
+  trainer.write_text('from utils.inference import detection\n'
+                     'from utils.trainer import train_tools\n'
+                     'from utils.common import paths\n')
+  assert _violations([('utils.common.paths', str(helper)),
+                      ('utils.trainer.training', str(trainer))]) == [
+      'utils.common.paths (layer 0) imports utils.trainer.training (layer 4)',
+      'utils.common.paths imports tensorflow',
+      'utils.trainer.training imports utils.inference.detection, a sibling '
+      'folder of its layer']

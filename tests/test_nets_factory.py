@@ -5,7 +5,7 @@ import pytest
 
 from nets import nets_factory
 from nets import ssd_vgg_300
-from utils import paths
+from utils.common import paths
 
 
 def test_get_network():

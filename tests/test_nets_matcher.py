@@ -109,7 +109,7 @@ def test_two_small_boxes_3_px_apart_get_one_forced_positive_each():
   # SSD300's anchors and two 12 x 12 px boxes 3 px apart (IoUs < 0.5).
   from nets import anchor_generator  # pylint: disable=g-import-not-at-top
   from nets import ssd_vgg_300  # pylint: disable=g-import-not-at-top
-  from utils import box_ops  # pylint: disable=g-import-not-at-top
+  from utils.common import box_ops  # pylint: disable=g-import-not-at-top
   flat, _ = anchor_generator.flatten_anchors(ssd_vgg_300.SSDNet().anchors())
   boxes = np.array([[100., 100., 112., 112.], [100., 103., 112., 115.]],
                    np.float32) / 300.

@@ -23,12 +23,12 @@ import tensorflow as tf
 
 from nets import nets_factory
 from nets import ssd_vgg_300
-from utils import checkpoints
-from utils import detection
-from utils import paths
-from utils import run_lock
-from utils import train_tools
-from utils import training
+from utils.checkpointing import checkpoints
+from utils.inference import detection
+from utils.common import paths
+from utils.common import run_lock
+from utils.trainer import train_tools
+from utils.trainer import training
 
 from conftest import PROJECT_ROOT
 
@@ -41,11 +41,11 @@ MATRIX = [
     # --- Data can be lost.
     ('16.1', 'a re-conversion fails on a bad image',
      'the previous dataset stays in place',
-     'tests/test_datasets_converter.py::'
+     'tests/test_datasets_conversion.py::'
      'test_failed_reconversion_keeps_the_previous_dataset'),
     ('16.1', 'the swap of the new dataset fails half-way',
      'the old files are put back',
-     'tests/test_datasets_converter.py::'
+     'tests/test_datasets_conversion.py::'
      'test_a_failed_swap_puts_the_old_files_back'),
     ('16.2', 'train_dir copied (cp -r) or moved (mv)',
      'relative index; resumes from its own files',
@@ -120,7 +120,7 @@ MATRIX = [
     # --- Clear errors where there were tracebacks.
     ('16.8', 'a dataset with zero images',
      'the converter fails unless asked; training refuses it by name',
-     'tests/test_datasets_converter.py::'
+     'tests/test_datasets_conversion.py::'
      'test_zero_images_fail_unless_allowed_and_factory_refuses'),
     ('16.9', 'the disk fills up during a save (a real 1 MB tmpfs)',
      'one line naming the directory and the space needed; partial files '
@@ -137,7 +137,7 @@ MATRIX = [
      'test_resume_survives_a_move_a_corrupt_checkpoint_and_leftovers'),
     ('16.10', 'converter output under a regular file',
      "the tool's error line",
-     'tests/test_datasets_converter.py::'
+     'tests/test_datasets_conversion.py::'
      'test_output_under_a_regular_file_is_a_conversion_error'),
     ('16.10', 'eval output under a regular file', "the tool's error line",
      'tests/test_eval_ssd_network.py::test_eval_dir_under_a_regular_file'),
@@ -150,7 +150,7 @@ MATRIX = [
      'tests/test_demo_ssd.py::'
      'test_bad_files_in_a_folder_are_skipped_and_counted'),
     ('16.12', '--skip_bad with unknown classes', 'skipped and named',
-     'tests/test_datasets_converter.py::'
+     'tests/test_datasets_conversion.py::'
      'test_skip_bad_skips_unknown_classes_and_names_them'),
     ('16.12', 'eval --wait_for_checkpoints --timeout, nothing evaluated',
      'says so, exits non-zero',
@@ -159,16 +159,16 @@ MATRIX = [
     # --- Handled before issue 16, kept covered.
     ('16', 'corrupt, truncated, zero-byte, misnamed images; bad XML; bad '
      'boxes', 'an error naming the file, or skipped with --skip_bad',
-     'tests/test_datasets_converter.py::test_bad_input_errors_or_is_skipped'),
+     'tests/test_datasets_conversion.py::test_bad_input_errors_or_is_skipped'),
     ('16', 'CMYK JPEG', 'decoded to RGB',
-     'tests/test_datasets_converter.py::test_cmyk_jpeg_decodes_to_rgb'),
+     'tests/test_datasets_conversion.py::test_cmyk_jpeg_decodes_to_rgb'),
     ('16', 'boxes outside the image, zero-area boxes',
      'clipped; degenerate ones dropped',
-     'tests/test_datasets_converter.py::'
+     'tests/test_datasets_conversion.py::'
      'test_out_of_image_boxes_are_clipped_and_degenerate_dropped'),
     ('16', 'a non-finite loss or gradient',
      'stops before the weights change, last good state saved',
-     'tests/test_train.py::test_non_finite_loss_stops_without_writing_nan'),
+     'tests/test_training.py::test_non_finite_loss_stops_without_writing_nan'),
     ('16', 'eval of a checkpoint of another class count', 'a clear error',
      'tests/test_eval_ssd_network.py::test_class_count_mismatch'),
     # --- The default pretrained checkpoint (issue 13.4).
@@ -258,7 +258,7 @@ MATRIX = [
     ('25.1', 'two conversions to one --output_dir/--output_name',
      'the second stops with one line naming the holder; the first\'s '
      'staging folder stays',
-     'tests/test_datasets_converter.py::'
+     'tests/test_datasets_conversion.py::'
      'test_a_conversion_to_a_name_in_use_is_refused_naming_the_holder'),
     ('25.1', 'a lock file left by a killed run', 'not held: the next run '
      'takes it', 'tests/test_run_lock.py::'
@@ -275,17 +275,17 @@ MATRIX = [
      'tests/test_reliability.py::test_a_finished_run_trains_no_further_step'),
     ('25.3', 'a cluster resumed at its step limit',
      'no worker runs a step',
-     'tests/test_train.py::test_a_step_runner_at_its_step_limit_runs_no_step'),
+     'tests/test_training.py::test_a_step_runner_at_its_step_limit_runs_no_step'),
     ('25.4', 'a demo on images none of which can be read',
      'one error line, exit 1',
      'tests/test_demo_ssd.py::test_a_demo_that_could_read_no_image_fails'),
     ('25.5', 'a --train_dir with a space in the next-steps commands',
      'shell-quoted: they copy-paste',
-     'tests/test_train.py::test_next_steps_commands_survive_spaces_in_paths'),
+     'tests/test_training.py::test_next_steps_commands_survive_spaces_in_paths'),
     ('25.7', 'the disk fills up during a conversion (a real 1 MB tmpfs)',
      'one line naming the output folder, the space needed and free; the '
      'previous dataset untouched, partial files removed',
-     'tests/test_datasets_converter.py::'
+     'tests/test_datasets_conversion.py::'
      'test_a_full_disk_is_one_line_and_keeps_the_previous_dataset'),
     ('25.7', 'a ps and worker 1 started, the chief never; the ps gives up '
      'first', 'both end with one line naming the chief\'s host and '
@@ -298,11 +298,11 @@ MATRIX = [
      'float coordinates, " cat " as <name>',
      'read as meant: the first class still matches, boxes keep their '
      'fractions',
-     'tests/test_datasets_converter.py::'
+     'tests/test_datasets_conversion.py::'
      'test_files_as_labelling_tools_and_editors_write_them'),
     ('25.7', '<filename> IMG_1.jpg for the file IMG_1.JPG; no <filename>',
      'the file found in its own case; the annotation\'s name used',
-     'tests/test_datasets_converter.py::'
+     'tests/test_datasets_conversion.py::'
      'test_files_as_labelling_tools_and_editors_write_them'),
     ('25.7', 'a COCO JSON with a UTF-8 BOM, padded category names',
      'read; the names match the --labels file',

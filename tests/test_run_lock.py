@@ -1,4 +1,4 @@
-"""utils/run_lock.py: one holder at a time, named; a killed holder's lock
+"""utils/common/run_lock.py: one holder at a time, named; a killed holder's lock
 is free."""
 import os
 import signal
@@ -8,14 +8,14 @@ import sys
 
 import pytest
 
-from utils import run_lock
+from utils.common import run_lock
 
 from conftest import PROJECT_ROOT
 
 # Takes the lock, says so, then waits to be killed.
 _HOLDER = '''
 import sys, time
-from utils import run_lock
+from utils.common import run_lock
 with run_lock.hold(sys.argv[1], 'the folder'):
   print('held', flush=True)
   time.sleep(600)

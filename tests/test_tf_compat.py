@@ -1,11 +1,11 @@
-"""utils/tf_compat.py makes tf_slim 1.1.0 work on today's TensorFlow."""
+"""utils/common/tf_compat.py makes tf_slim 1.1.0 work on today's TensorFlow."""
 import os
 
 import cv2
 import numpy as np
 import tensorflow as tf
 
-import utils.tf_compat as tf_compat  # Any project package imports it first.
+import utils.common.tf_compat as tf_compat  # Any project package imports it first.
 import tf_slim as slim
 from tf_slim.data import tfexample_decoder
 
@@ -39,8 +39,8 @@ def test_every_module_that_imports_tf_slim_imports_the_compat_module_first():
       if not slim_at:
         continue
       compat_at = [i for i, line in enumerate(imports)
-                   if line.startswith(('from utils import tf_compat',
-                                             'import utils.tf_compat'))]
+                   if line.startswith(('from utils.common import tf_compat',
+                                             'import utils.common.tf_compat'))]
       assert compat_at and compat_at[0] < slim_at[0], os.path.join(folder, name)
       checked += 1
   assert checked >= 5

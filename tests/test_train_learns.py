@@ -10,14 +10,14 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from utils import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
+from utils.common import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
 import tf_slim as slim
 
 from datasets import dataset_factory
 from nets import nets_factory
 from preprocessing import preprocessing_factory
-from utils import train_tools
-from utils import training
+from utils.trainer import train_tools
+from utils.trainer import training
 
 v1 = tf.compat.v1
 

@@ -1,12 +1,12 @@
-"""Tests of utils/train_tools.py."""
+"""Tests of utils/trainer/train_tools.py."""
 import numpy as np
 import pytest
 import tensorflow as tf
-from utils import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
+from utils.common import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
 import tf_slim as slim
 
 from deployment import model_deploy
-from utils import train_tools
+from utils.trainer import train_tools
 
 v1 = tf.compat.v1
 

@@ -2,7 +2,7 @@
 import numpy as np
 import tensorflow as tf
 
-from utils import train_tools
+from utils.trainer import train_tools
 
 v1 = tf.compat.v1
 

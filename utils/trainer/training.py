@@ -24,7 +24,7 @@ import typing
 
 from absl import logging
 import tensorflow as tf
-from utils import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
+from utils.common import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
 import tf_slim as slim
 
 from datasets import dataset_factory
@@ -36,11 +36,11 @@ from nets import nets_factory
 from nets import ssd_vgg_300
 from preprocessing import preprocessing_factory
 from preprocessing import visualization
-from utils import checkpoint_import
-from utils import checkpoints
-from utils import paths
-from utils import run_lock
-from utils import train_tools
+from utils.checkpointing import checkpoint_import
+from utils.checkpointing import checkpoints
+from utils.common import paths
+from utils.common import run_lock
+from utils.trainer import train_tools
 
 _v1 = tf.compat.v1
 
@@ -49,7 +49,7 @@ _NON_FINITE_MARKER = 'Non-finite loss or gradient'
 TRAINING_CONFIG_FILE_NAME = 'training_config.txt'
 # Name scope of the input pipeline (errors of its ops name it).
 _INPUT_SCOPE = 'input_pipeline'
-# Held by the run writing in train_dir (utils/run_lock.py).
+# Held by the run writing in train_dir (utils/common/run_lock.py).
 LOCK_FILE_NAME = '.lock'
 
 
@@ -947,7 +947,7 @@ def make_init_fn(train_dir, model, ssd_net=None):
   """Initialisation from model.checkpoint_path, unless train_dir resumes.
 
   Call it once the graph is built: a checkpoint to resume from is checked
-  against its variables (utils.checkpoints.resume_checkpoint).
+  against its variables (utils.checkpointing.checkpoints.resume_checkpoint).
 
   Args:
     train_dir: the run's directory; a checkpoint there is resumed from.

@@ -19,7 +19,7 @@ class count.
 Checkpoints are checked before anything is built: `load_network` compares
 the number of classes the checkpoint's class heads predict with what the
 caller expects (labels file, dataset), and `make_saver` checks the variables
-to restore with `utils.checkpoints` (and the moving averages with
+to restore with `utils.checkpointing.checkpoints` (and the moving averages with
 --moving_average_decay).
 """
 import collections
@@ -28,7 +28,7 @@ import os
 from absl import flags
 from absl import logging
 import tensorflow as tf
-from utils import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
+from utils.common import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
 import tf_slim as slim
 
 from datasets import dataset_utils
@@ -37,10 +37,10 @@ from nets import nets_factory
 from preprocessing import preprocessing_factory
 from preprocessing import ssd_vgg_preprocessing
 from preprocessing import tf_image
-from utils import box_ops
-from utils import checkpoints
-from utils import paths
-from utils import platform_info
+from utils.common import box_ops
+from utils.checkpointing import checkpoints
+from utils.common import paths
+from utils.common import platform_info
 
 _v1 = tf.compat.v1
 
@@ -417,7 +417,7 @@ def make_saver(checkpoint_path, moving_average_decay=None,
   """A Saver restoring the model variables of the default graph.
 
   The variables are checked against the checkpoint by
-  `utils.checkpoints.variables_to_restore` (names and shapes, each mismatch
+  `utils.checkpointing.checkpoints.variables_to_restore` (names and shapes, each mismatch
   named); with moving averages, their presence is checked too.
 
   Args:

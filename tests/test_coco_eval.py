@@ -1,10 +1,10 @@
-"""Tests of utils/coco_eval.py on hand-checkable cases (pycocotools does the
+"""Tests of utils/evaluation/coco_eval.py on hand-checkable cases (pycocotools does the
 matching and averaging; these check what goes in and what comes out)."""
 import json
 
 import pytest
 
-from utils import coco_eval
+from utils.evaluation import coco_eval
 
 LABELS = {0: 'none', 1: 'cat', 2: 'dog'}
 # (ymin, xmin, ymax, xmax) pixels; areas 100 (small: < 32^2), 2500 (medium),

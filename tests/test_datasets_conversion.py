@@ -25,7 +25,7 @@ from datasets import image_files
 from datasets import pascalvoc_to_tfrecords as converter
 from datasets import voc_common
 import datasets_fixtures as support
-from utils import run_lock
+from utils.common import run_lock
 
 CLASSES = ('cat', 'dog')
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -24,7 +24,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from utils import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
+from utils.common import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
 import tf_slim as slim
 
 from nets import nets_factory

@@ -1,8 +1,8 @@
-"""Tests of utils/box_ops.py: the one TF area, intersection, IoU and clip."""
+"""Tests of utils/common/box_ops.py: the one TF area, intersection, IoU and clip."""
 import numpy as np
 import tensorflow as tf
 
-from utils import box_ops
+from utils.common import box_ops
 
 # Box centred at (0.48, 0.52), 0.30 x 0.36, and block8's square anchor
 # [0.315, 0.315, 0.645, 0.645]: intersection 0.30 * 0.305 = 0.0915, union

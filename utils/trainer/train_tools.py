@@ -1,18 +1,18 @@
 """Training helpers ("train tools"): queues, learning rate, optimizer, clones.
 
 Every function takes plain values (no flags object): the training library
-(utils/training.py) passes them from its configuration.
+(utils/trainer/training.py) passes them from its configuration.
 """
 import math
 
 import tensorflow as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
-from utils import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
+from utils.common import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
 import tf_slim as slim
 
 from deployment import model_deploy
-from utils import checkpoints
-from utils import platform_info
+from utils.checkpointing import checkpoints
+from utils.common import platform_info
 
 _v1 = tf.compat.v1
 

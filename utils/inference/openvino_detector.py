@@ -2,7 +2,7 @@
 
 Optional: `pip install -r requirements-serve.txt` (OpenVINO from PyPI).
 
-The detector is `utils.detection`'s, split in three so that only the
+The detector is `utils.inference.detection`'s, split in three so that only the
 network leaves TensorFlow:
   encoded images -> `detection.decode_and_preprocess` (TensorFlow)
   -> the network, frozen from the checkpoint and converted by OpenVINO
@@ -21,7 +21,7 @@ import tempfile
 
 import tensorflow as tf
 
-from utils import detection
+from utils.inference import detection
 
 _v1 = tf.compat.v1
 

@@ -1,8 +1,8 @@
-"""Tests of utils/voc_eval.py against hand-computed Pascal VOC values."""
+"""Tests of utils/evaluation/voc_eval.py against hand-computed Pascal VOC values."""
 import numpy as np
 import pytest
 
-from utils import voc_eval
+from utils.evaluation import voc_eval
 
 LABELS = {0: 'none', 1: 'cat', 2: 'dog', 3: 'bird'}
 

@@ -1,11 +1,11 @@
-"""Tests of utils/platform_info.py on the three CPU kinds this project meets.
+"""Tests of utils/common/platform_info.py on the three CPU kinds this project meets.
 
 The /proc/cpuinfo texts are cut down from real machines of each kind (one
 processor, the lines that matter).
 """
 import pytest
 
-from utils import platform_info
+from utils.common import platform_info
 
 INTEL_AMX = """processor\t: 0
 vendor_id\t: GenuineIntel

@@ -34,12 +34,12 @@ import shutil
 
 from absl import logging
 import tensorflow as tf
-from utils import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
+from utils.common import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
 import tf_slim as slim
 
 from nets import nets_factory
 from nets import ssd_vgg_300
-from utils import paths
+from utils.common import paths
 
 _v1 = tf.compat.v1
 

@@ -5,7 +5,7 @@ detection code runs (py-faster-rcnn's `voc_eval.py`), per class:
   * Boxes are inclusive pixel boxes: a box from xmin to xmax covers
     xmax - xmin + 1 pixels, and `devkit_iou` adds that 1 to every width and
     height (intersection included).  This is the devkit's own formula, on
-    purpose not the continuous-coordinate IoU of `utils.box_ops` that
+    purpose not the continuous-coordinate IoU of `utils.common.box_ops` that
     training uses: on boxes a few pixels wide the two differ a lot, and
     published VOC numbers use this one.  Coordinates are the annotation
     XML's values (`datasets.voc_common.denormalize_boxes` gives them back).

@@ -1,4 +1,4 @@
-"""Tests of utils/drawing.py (the one drawing and colour map) and of the
+"""Tests of utils/common/drawing.py (the one drawing and colour map) and of the
 TensorBoard images of preprocessing/visualization.py that use it."""
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from preprocessing import ssd_vgg_preprocessing
 from preprocessing import visualization
-from utils import drawing
+from utils.common import drawing
 
 
 def _gray(height, width, value=100):

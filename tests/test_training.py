@@ -1,4 +1,4 @@
-"""Tests of training: the library (utils/training.py) in-process, and a few
+"""Tests of training: the library (utils/trainer/training.py) in-process, and a few
 end-to-end runs of train_ssd_network.py as a user runs it.
 
 Everything runs on the small sample dataset at batch size 1 in float32
@@ -19,15 +19,15 @@ from google.protobuf import text_format
 import numpy as np
 import pytest
 import tensorflow as tf
-from utils import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
+from utils.common import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
 import tf_slim as slim
 
 from nets import nets_factory
 from nets import ssd_vgg_300
-from utils import checkpoints
-from utils import paths
-from utils import train_tools
-from utils import training
+from utils.checkpointing import checkpoints
+from utils.common import paths
+from utils.trainer import train_tools
+from utils.trainer import training
 
 from conftest import PROJECT_ROOT
 

@@ -1,0 +1,2 @@
+"""The detector shared by evaluation, the demo and export (TensorFlow and
+OpenVINO)."""
