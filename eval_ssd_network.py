@@ -75,13 +75,13 @@ from utils.evaluation import coco_eval
 from utils.inference import detection
 from utils.common import drawing
 from utils.common import paths
+from utils.common import run_directory
 from utils.common import platform_info
 from utils.evaluation import voc_eval
 
 _v1 = tf.compat.v1
 
 RESULTS_FILENAME = 'results.json'
-BEST_DIR_NAME = 'best'
 METRICS = ('voc', 'coco')
 # --best_metric choices: results.json's VOC mAPs, and COCO_<metric>.
 BEST_METRICS = ('mAP_VOC07', 'mAP_VOC12') + tuple(
@@ -155,7 +155,7 @@ def define_flags():
                        'With --wait_for_checkpoints: after this many '
                        'evaluations without a better --best_metric, write '
                        '<checkpoint_path>/%s (training saves a checkpoint and '
-                       'stops) and stop.' % paths.STOP_FILE_NAME,
+                       'stops) and stop.' % run_directory.STOP_FILE_NAME,
                        lower_bound=1)
 
 
@@ -495,7 +495,7 @@ class BestCheckpoint(object):
       keep: copy the best checkpoint; False only tracks its value.
     """
     self.train_dir = train_dir
-    self.directory = os.path.join(train_dir, BEST_DIR_NAME)
+    self.directory = run_directory.best_dir(train_dir)
     self.metric = metric
     self.keep = keep
     self.evaluations_since_best = 0
@@ -540,11 +540,11 @@ class BestCheckpoint(object):
     for path in files:
       shutil.copy2(path, partial)
     prefix = os.path.basename(checkpoint_path)
-    with open(os.path.join(partial, 'checkpoint'), 'w') as index_file:
+    with open(run_directory.checkpoint_index(partial), 'w') as index_file:
       index_file.write('model_checkpoint_path: "%s"\n'
                        'all_model_checkpoint_paths: "%s"\n' % (prefix, prefix))
     ssd_params = os.path.join(os.path.dirname(checkpoint_path),
-                              paths.SSD_PARAMS_FILE_NAME)
+                              run_directory.SSD_PARAMS_FILE_NAME)
     if os.path.exists(ssd_params):
       shutil.copy2(ssd_params, partial)
     _write_json(os.path.join(partial, RESULTS_FILENAME), results)
@@ -561,17 +561,10 @@ class BestCheckpoint(object):
 
 def write_stop_file(train_dir, reason):
   """Asks training in `train_dir` to save a checkpoint and stop."""
-  path = os.path.join(train_dir, paths.STOP_FILE_NAME)
+  path = run_directory.stop_file(train_dir)
   with open(path, 'w') as stop_file:
     stop_file.write(reason + '\n')
   return path
-
-
-def default_eval_dir(checkpoint_path):
-  """eval/ in the checkpoint's directory (or in the directory given)."""
-  directory = (checkpoint_path if os.path.isdir(checkpoint_path)
-               else os.path.dirname(checkpoint_path))
-  return os.path.join(directory, 'eval')
 
 
 def checkpoints_to_evaluate(checkpoint_path, wait_for_checkpoints,
@@ -677,7 +670,7 @@ def main(argv):
         FLAGS.early_stopping_patience, wait)
     if not wait:  # A missing checkpoint is reported before any folder made.
       checkpoints.resolve_checkpoint_path(FLAGS.checkpoint_path)
-    eval_dir = FLAGS.eval_dir or default_eval_dir(FLAGS.checkpoint_path)
+    eval_dir = FLAGS.eval_dir or run_directory.default_eval_dir(FLAGS.checkpoint_path)
     detection.make_output_dir(eval_dir, '--eval_dir')
     # --dataset_dir, or training's default, the sample dataset.
     dataset = dataset_flags.load_dataset(dataset_flags.read_dataset_flags())

@@ -55,6 +55,7 @@ import plot_curve
 from datasets import voc_common
 from utils.checkpointing import checkpoints
 from utils.common import paths
+from utils.common import run_directory
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
@@ -352,7 +353,7 @@ def torchvision_leg_runner(settings, recipe, data, recipe_dir):
 
   def checkpoint(step):
     imported = os.path.join(recipe_dir, 'imported', 'step_%d' % step)
-    if not os.path.exists(os.path.join(imported, 'checkpoint')):
+    if not os.path.exists(run_directory.checkpoint_index(imported)):
       shutil.rmtree(imported, ignore_errors=True)
       os.makedirs(os.path.dirname(imported), exist_ok=True)
       _run_logged([sys.executable,

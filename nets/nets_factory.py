@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from nets import ssd_vgg_300
 from utils.common import paths
+from utils.common import run_directory
 
 # The variable holding the SSD parameters, under the model's scope, and the
 # graph collection that lists it.
@@ -77,10 +78,10 @@ def parse_ssd_params(text, source):
 
 def write_ssd_params(directory, model_name, params):
   """Writes `model_name` and `params` (an SSDParams) as JSON into
-  `directory`/`paths.SSD_PARAMS_FILE_NAME` (atomically), creating the
+  `directory`/`run_directory.SSD_PARAMS_FILE_NAME` (atomically), creating the
   directory."""
   os.makedirs(directory, exist_ok=True)
-  path = os.path.join(directory, paths.SSD_PARAMS_FILE_NAME)
+  path = run_directory.ssd_params_file(directory)
   paths.write_text_atomically(path, ssd_params_json(model_name, params))
   return path
 
@@ -92,7 +93,7 @@ def read_ssd_params(directory):
   Raises:
     ValueError: unreadable file, unknown network or parameter.
   """
-  path = os.path.join(directory, paths.SSD_PARAMS_FILE_NAME)
+  path = run_directory.ssd_params_file(directory)
   if not os.path.exists(path):
     return None
   try:

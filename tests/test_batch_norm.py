@@ -34,7 +34,7 @@ from nets import nets_factory
 from nets import ssd_vgg_300
 from utils.checkpointing import checkpoints
 from utils.inference import detection
-from utils.common import paths
+from utils.common import run_directory
 from utils.trainer import training
 
 from cluster_fixtures import assert_clean_exit
@@ -206,7 +206,7 @@ def write_variant(train_dir, directory, change=None):
   if change is not None:
     change(batch_norms(values))
   os.makedirs(directory)
-  shutil.copy(os.path.join(train_dir, paths.SSD_PARAMS_FILE_NAME), directory)
+  shutil.copy(os.path.join(train_dir, run_directory.SSD_PARAMS_FILE_NAME), directory)
   with tf.Graph().as_default():
     variables = {name: v1.Variable(value) for name, value in values.items()}
     with v1.Session() as session:

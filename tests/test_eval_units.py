@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import eval_ssd_network
 from utils.evaluation import coco_eval
-from utils.common import paths
+from utils.common import run_directory
 
 
 def _train_dir(tmp_path, steps):
@@ -21,7 +21,7 @@ def _train_dir(tmp_path, steps):
     for suffix in ('.index', '.data-00000-of-00001'):
       (train_dir / ('model.ckpt-%d%s' % (step, suffix))).write_text(
           'step %d' % step)
-  (train_dir / paths.SSD_PARAMS_FILE_NAME).write_text('{}')
+  (train_dir / run_directory.SSD_PARAMS_FILE_NAME).write_text('{}')
   return str(train_dir)
 
 
@@ -60,14 +60,14 @@ def test_keeps_the_best_and_stops_after_the_patience(tmp_path):
   best_dir = os.path.join(train_dir, 'best')
   assert sorted(os.listdir(best_dir)) == sorted([
       'checkpoint', 'model.ckpt-2.data-00000-of-00001', 'model.ckpt-2.index',
-      paths.SSD_PARAMS_FILE_NAME, 'results.json'])
+      run_directory.SSD_PARAMS_FILE_NAME, 'results.json'])
   with open(os.path.join(best_dir, 'model.ckpt-2.index')) as index_file:
     assert index_file.read() == 'step 2'
   # The index names the copy, relative to best/.
   assert tf.train.latest_checkpoint(best_dir) == os.path.join(
       best_dir, 'model.ckpt-2')
   assert _best_results(train_dir)['global_step'] == 2
-  with open(os.path.join(train_dir, paths.STOP_FILE_NAME)) as stop_file:
+  with open(os.path.join(train_dir, run_directory.STOP_FILE_NAME)) as stop_file:
     assert stop_file.read() == ('Early stopping: 2 evaluations without a '
                                 'mAP_VOC07 better than 0.5.\n')
   assert not os.path.exists(best_dir + '.partial')
@@ -114,7 +114,7 @@ def test_coco_metric_and_no_copy(tmp_path):
       evaluate_fn, best)
   assert best.best_value == 0.4 and best.evaluations_since_best == 0
   assert not os.path.exists(os.path.join(train_dir, 'best'))
-  assert not os.path.exists(os.path.join(train_dir, paths.STOP_FILE_NAME))
+  assert not os.path.exists(os.path.join(train_dir, run_directory.STOP_FILE_NAME))
 
 
 def test_metric_flags_that_do_not_go_together():

@@ -5,7 +5,7 @@ import pytest
 
 from nets import nets_factory
 from nets import ssd_vgg_300
-from utils.common import paths
+from utils.common import run_directory
 
 
 def test_get_network():
@@ -32,7 +32,7 @@ def test_ssd_params_round_trip(tmp_path):
       num_classes=7, anchor_sizes=((1., 2.),) * 6, img_shape=(320, 300))
   path = nets_factory.write_ssd_params(str(tmp_path / 'run'), 'ssd_300_vgg',
                                        params)
-  assert path == str(tmp_path / 'run' / paths.SSD_PARAMS_FILE_NAME)
+  assert path == str(tmp_path / 'run' / run_directory.SSD_PARAMS_FILE_NAME)
   with open(path) as source:
     content = json.load(source)
   assert content['model_name'] == 'ssd_300_vgg'
@@ -44,7 +44,7 @@ def test_ssd_params_round_trip(tmp_path):
 
 def test_read_ssd_params_defaults_missing_fields_and_rejects_unknown(
     tmp_path):
-  path = tmp_path / paths.SSD_PARAMS_FILE_NAME
+  path = tmp_path / run_directory.SSD_PARAMS_FILE_NAME
   path.write_text(json.dumps({'model_name': 'ssd_300_vgg',
                               'params': {'num_classes': 3}}))
   _, params = nets_factory.read_ssd_params(str(tmp_path))
@@ -62,7 +62,7 @@ def test_ssd_params_file_carries_the_anchor_sizes(tmp_path):
   ssd_net = nets_factory.build_ssd_net('ssd_300_vgg', num_classes=3,
                                        anchor_sizes='voc')
   nets_factory.write_ssd_params(str(tmp_path), 'ssd_300_vgg', ssd_net.params)
-  with open(tmp_path / paths.SSD_PARAMS_FILE_NAME) as source:
+  with open(tmp_path / run_directory.SSD_PARAMS_FILE_NAME) as source:
     sizes = json.load(source)['params']['anchor_sizes']
   assert sizes[0] == [30., 60.] and sizes[-1] == [264., 315.]
   _, params = nets_factory.read_ssd_params(str(tmp_path))

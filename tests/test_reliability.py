@@ -25,7 +25,7 @@ from nets import nets_factory
 from nets import ssd_vgg_300
 from utils.checkpointing import checkpoints
 from utils.inference import detection
-from utils.common import paths
+from utils.common import run_directory
 from utils.common import run_lock
 from utils.trainer import train_tools
 from utils.trainer import training
@@ -541,8 +541,8 @@ def config_params(config):
 # --------------------------------------------------------------------------
 # Refused starts: checks before the first write, one line each.
 
-_METADATA_FILES = (paths.SSD_PARAMS_FILE_NAME,
-                   training.TRAINING_CONFIG_FILE_NAME)
+_METADATA_FILES = (run_directory.SSD_PARAMS_FILE_NAME,
+                   run_directory.TRAINING_CONFIG_FILE_NAME)
 
 
 def _metadata_bytes(train_dir):
@@ -704,7 +704,7 @@ def test_a_checkpoint_copied_alone_decodes_with_its_own_anchors(
     tmp_path, voc_anchors_run):
   copy = _copy_checkpoint_alone(tf.train.latest_checkpoint(voc_anchors_run),
                                 str(tmp_path / 'copy'))
-  assert paths.SSD_PARAMS_FILE_NAME not in os.listdir(str(tmp_path / 'copy'))
+  assert run_directory.SSD_PARAMS_FILE_NAME not in os.listdir(str(tmp_path / 'copy'))
   _, ssd_net = detection.load_network(copy)
   _assert_same_anchors(ssd_net, nets_factory.build_ssd_net(
       'ssd_300_vgg', anchor_sizes='voc'))
@@ -790,7 +790,7 @@ def test_a_train_dir_in_use_is_refused_naming_the_holder(
     tmp_path, sample_dataset_dir):
   train_dir = tmp_path / 'run'
   train_dir.mkdir()
-  lock_path = str(train_dir / training.LOCK_FILE_NAME)
+  lock_path = str(train_dir / run_directory.LOCK_FILE_NAME)
   with run_lock.hold(lock_path, 'the test'):
     code, log = run_script(train_dir, sample_dataset_dir,
                            '--max_number_of_steps=1')

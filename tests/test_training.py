@@ -25,7 +25,7 @@ import tf_slim as slim
 from nets import nets_factory
 from nets import ssd_vgg_300
 from utils.checkpointing import checkpoints
-from utils.common import paths
+from utils.common import run_directory
 from utils.trainer import train_tools
 from utils.trainer import training
 
@@ -337,7 +337,7 @@ def test_histograms_only_on_request(tmp_path, sample_dataset_dir):
 
 def test_a_stop_file_stops_after_the_step_and_the_next_run_removes_it(
     tmp_path, sample_dataset_dir):
-  stop_file = tmp_path / paths.STOP_FILE_NAME
+  stop_file = tmp_path / run_directory.STOP_FILE_NAME
   stop_file.write_text('')
   config = small_config(tmp_path, sample_dataset_dir,
                         optimisation=dict(max_number_of_steps=5))

@@ -28,6 +28,7 @@ from utils.common import tf_compat  # noqa: F401  (before tf_slim: restores the 
 import tf_slim as slim
 
 from nets import nets_factory
+from utils.common import run_directory
 
 _v1 = tf.compat.v1
 
@@ -271,7 +272,7 @@ def import_torchvision(input_path, output_dir):
     CheckpointImportError: naming the file and the key or variable at
       fault, or an output_dir that already holds a checkpoint.
   """
-  if os.path.exists(os.path.join(output_dir, 'checkpoint')):
+  if os.path.exists(run_directory.checkpoint_index(output_dir)):
     raise CheckpointImportError(
         '--output_dir %s already holds a checkpoint: give an empty or new '
         'directory' % output_dir)

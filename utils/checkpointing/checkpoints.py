@@ -40,6 +40,7 @@ import tf_slim as slim
 from nets import nets_factory
 from nets import ssd_vgg_300
 from utils.common import paths
+from utils.common import run_directory
 
 _v1 = tf.compat.v1
 
@@ -681,7 +682,7 @@ def check_resume_fits(prefix, train_dir, variables=None):
         '--checkpoint_path=%s to start from its weights), or resume with the '
         'flags it was trained with (see %s).' % (
             prefix, len(missing), '\n  '.join(missing[:10]), prefix,
-            os.path.join(train_dir, 'training_config.txt')))
+            run_directory.training_config_file(train_dir)))
 
 
 # The flag that sets each SSD parameter, for the messages.
@@ -737,7 +738,7 @@ def saved_ssd_params(prefix, model_name):
     CheckpointError: not a checkpoint, or unreadable parameters.
   """
   json_path = os.path.join(os.path.dirname(prefix),
-                           paths.SSD_PARAMS_FILE_NAME)
+                           run_directory.SSD_PARAMS_FILE_NAME)
   reader = open_checkpoint(prefix)
   try:
     inside = nets_factory.checkpoint_ssd_params(reader, model_name)
@@ -753,7 +754,7 @@ def saved_ssd_params(prefix, model_name):
                     'parameters.', json_path, error, prefix)
   if inside is None:
     return None if beside is None else beside + (
-        'the %s beside it' % paths.SSD_PARAMS_FILE_NAME,)
+        'the %s beside it' % run_directory.SSD_PARAMS_FILE_NAME,)
   if beside is not None and beside != inside:
     logging.warning('%s differs from the SSD parameters inside checkpoint '
                     '%s; using the checkpoint\'s.', json_path, prefix)

@@ -12,11 +12,6 @@ FINE_TUNING_DIR = os.path.join(PROJECT_ROOT, 'ckpt', 'fine_tuning')
 # Converted datasets; the built-in sample dataset is generated into SAMPLE_DIR.
 TFRECORDS_DIR = os.path.join(PROJECT_ROOT, 'tfrecords')
 SAMPLE_DIR = os.path.join(TFRECORDS_DIR, 'sample')
-# A file of this name in a training directory asks the training loop to save
-# a checkpoint and stop (written by eval_ssd_network.py's early stopping).
-STOP_FILE_NAME = 'STOP'
-# The SSD parameters a model was trained with, written next to its checkpoints.
-SSD_PARAMS_FILE_NAME = 'ssd_params.json'
 # Real detection data written by others (never copied into the repository):
 # the Freiburg groceries dataset in Pascal VOC layout.
 GROCERIES_ENV = 'FREIBURG_GROCERIES_DIR'

@@ -39,6 +39,7 @@ from preprocessing import visualization
 from utils.checkpointing import checkpoint_import
 from utils.checkpointing import checkpoints
 from utils.common import paths
+from utils.common import run_directory
 from utils.common import run_lock
 from utils.trainer import train_tools
 
@@ -46,11 +47,8 @@ _v1 = tf.compat.v1
 
 # Marker of the finiteness assertion, to recognise its error.
 _NON_FINITE_MARKER = 'Non-finite loss or gradient'
-TRAINING_CONFIG_FILE_NAME = 'training_config.txt'
 # Name scope of the input pipeline (errors of its ops name it).
 _INPUT_SCOPE = 'input_pipeline'
-# Held by the run writing in train_dir (utils/common/run_lock.py).
-LOCK_FILE_NAME = '.lock'
 
 
 # ---------------------------------------------------------------------------
@@ -701,7 +699,7 @@ class StepRunner(object):
 
   Logs every log_every_n_steps: step, total loss and each loss term,
   learning rate, images/second and, with a step limit, an ETA.  Ctrl-C, or
-  a stop file (`<train_dir>/STOP`, paths.STOP_FILE_NAME, which evaluation's
+  a stop file (`<train_dir>/STOP`, run_directory.STOP_FILE_NAME, which evaluation's
   early stopping writes), finishes the current step, then stops (the
   training loop then saves a checkpoint).  A non-finite loss or gradient
   stops before the weights change.
@@ -870,7 +868,7 @@ def _assertion_text(message):
 def write_training_config(config, ssd_params, dataset):
   """Writes the settings, SSD parameters and data files to the log and a file.
 
-  The file is TRAINING_CONFIG_FILE_NAME in config.logging.train_dir,
+  The file is run_directory.TRAINING_CONFIG_FILE_NAME in config.logging.train_dir,
   replaced atomically.
   """
   lines = ['# Settings'] + ['--%s=%s' % item for item in config.settings()]
@@ -884,7 +882,7 @@ def write_training_config(config, ssd_params, dataset):
   train_dir = config.logging.train_dir
   tf.io.gfile.makedirs(train_dir)
   paths.write_text_atomically(
-      os.path.join(train_dir, TRAINING_CONFIG_FILE_NAME), text)
+      run_directory.training_config_file(train_dir), text)
 
 
 def _settings_text(config, ssd_params):
@@ -1122,7 +1120,7 @@ def _remove_if_empty(directory):
 def run_training(config, ssd_net, dataset, input_fn=None):
   """Builds the training graph and runs the training loop.
 
-  The chief (or a local run) holds `<train_dir>/.lock` (LOCK_FILE_NAME) for
+  The chief (or a local run) holds `<train_dir>/.lock` (run_directory.LOCK_FILE_NAME) for
   the run's life: a second run in the same train_dir is refused before it
   writes anything there.
 
@@ -1159,7 +1157,7 @@ def run_training(config, ssd_net, dataset, input_fn=None):
     checkpoints.open_pretrained(config.model.checkpoint_path)
   created = _make_train_dir(train_dir)
   try:
-    with run_lock.hold(os.path.join(train_dir, LOCK_FILE_NAME),
+    with run_lock.hold(run_directory.lock_file(train_dir),
                        '--train_dir %s' % train_dir):
       finished = nothing_to_train(config)
       if finished:
@@ -1180,7 +1178,7 @@ def _build_and_train(config, ssd_net, dataset, input_fn):
   if input_fn is None:
     input_fn = tfrecord_input_fn(config, dataset)
   deploy_config = make_deploy_config(deployment)
-  stop_file = os.path.join(config.logging.train_dir, paths.STOP_FILE_NAME)
+  stop_file = run_directory.stop_file(config.logging.train_dir)
   session_config = train_tools.session_config(
       deploy_config, deployment.gpu_memory_fraction, deployment.precision)
   if cluster is not None:
