@@ -20,7 +20,12 @@ Usage, as in TF-slim:
   with _v1.device(config.optimizer_device()):
     optimizer = tf.compat.v1.train.MomentumOptimizer(0.01, 0.9)
   total_loss, grads_and_vars = model_deploy.optimize_clones(clones, optimizer)
-  train_op = optimizer.apply_gradients(grads_and_vars, global_step)
+  with tf.control_dependencies(model_deploy.clones_update_ops(clones)):
+    train_op = optimizer.apply_gradients(grads_and_vars, global_step)
+
+TF-slim's `deploy()` (clones, optimizer and summaries in one call) is left
+out: the training library composes these parts itself, and
+`clones_update_ops` is the one rule for update ops across clones.
 
 Each clone's losses are the entries of the `tf.compat.v1.losses` collection
 created inside that clone's name scope.  They are scaled by 1/num_clones so
@@ -37,15 +42,11 @@ import tensorflow as tf
 from utils.common import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
 import tf_slim as slim
 
-__all__ = ['create_clones', 'deploy', 'optimize_clones', 'DeployedModel',
+__all__ = ['create_clones', 'optimize_clones', 'clones_update_ops',
            'DeploymentConfig', 'Clone']
 
 # A clone: the outputs of model_fn, the name scope and the device it ran in.
 Clone = collections.namedtuple('Clone', ['outputs', 'scope', 'device'])
-
-# What `deploy` returns.
-DeployedModel = collections.namedtuple(
-    'DeployedModel', ['train_op', 'summary_op', 'total_loss', 'clones'])
 
 # Ops that create variables, placed on the parameter servers.  TF 2 builds
 # resource variables (VarHandleOp); reference variables are the TF1 kinds.
@@ -374,82 +375,15 @@ def optimize_clones(clones, optimizer, regularization_losses=None, **kwargs):
   return total_loss, grads_and_vars
 
 
-def _add_gradients_summaries(grads_and_vars):
-  """Histograms of each gradient and of its norm; returns the summaries."""
-  summaries = []
-  for grad, var in grads_and_vars:
-    if grad is None:
-      continue
-    values = grad.values if isinstance(grad, tf.IndexedSlices) else grad
-    with _v1.device('/device:CPU:0'):
-      summaries.append(_v1.summary.histogram(var.op.name + ':gradient',
-                                             values))
-      summaries.append(_v1.summary.histogram(var.op.name + ':gradient_norm',
-                                             tf.linalg.global_norm([values])))
-  return summaries
+def clones_update_ops(clones):
+  """The update ops (e.g. batch-norm moving averages) of every clone.
 
-
-def deploy(config, model_fn, args=None, kwargs=None, optimizer=None,
-           summarize_gradients=False):
-  """Builds the clones and, given an optimizer, the training op.
-
-  The summaries kept are those that existed before the call, those created
-  in the first clone's scope, the clone/regularization/total losses and,
-  with `summarize_gradients`, gradient histograms.  Update ops (batch-norm
-  moving averages) come from the first clone.
-
-  Args:
-    config: a DeploymentConfig.
-    model_fn: builds the model and adds its losses; called once per clone.
-    args: positional arguments for model_fn.
-    kwargs: keyword arguments for model_fn.
-    optimizer: a tf.compat.v1.train.Optimizer, or None to only compute the
-      total loss (for evaluation).
-    summarize_gradients: add gradient histograms.
-
-  Returns:
-    A DeployedModel(train_op, summary_op, total_loss, clones); train_op is
-    None without an optimizer.
+  Each clone's batch statistics enter the moving averages, as if the clones'
+  batches came one after another. TF-slim's `deploy` kept the first clone's
+  only, which leaves the other clones' data out of the moving statistics.
   """
-  summaries = set(_v1.get_collection(_v1.GraphKeys.SUMMARIES))
-  clones = create_clones(config, model_fn, args, kwargs)
-  first_clone = clones[0]
-  update_ops = _v1.get_collection(_v1.GraphKeys.UPDATE_OPS, first_clone.scope)
-
-  train_op = None
-  total_loss = None
-  with _v1.device(config.optimizer_device()):
-    if optimizer:
-      with _v1.device(config.variables_device()):
-        global_step = _v1.train.get_or_create_global_step()
-      total_loss, clones_gradients = optimize_clones(clones, optimizer)
-      if clones_gradients:
-        if summarize_gradients:
-          summaries |= set(_add_gradients_summaries(clones_gradients))
-        grad_updates = optimizer.apply_gradients(clones_gradients,
-                                                 global_step=global_step)
-        update_ops.append(grad_updates)
-        with tf.control_dependencies([tf.group(*update_ops)]):
-          train_op = tf.identity(total_loss, name='train_op')
-    else:
-      clones_losses = []
-      regularization_losses = _v1.get_collection(
-          _v1.GraphKeys.REGULARIZATION_LOSSES)
-      for clone in clones:
-        with _name_scope(clone.scope):
-          clone_loss = _gather_clone_loss(clone, len(clones),
-                                          regularization_losses)
-          if clone_loss is not None:
-            clones_losses.append(clone_loss)
-          regularization_losses = None
-      if clones_losses:
-        total_loss = tf.add_n(clones_losses, name='total_loss')
-
-    summaries |= set(_v1.get_collection(_v1.GraphKeys.SUMMARIES,
-                                        first_clone.scope))
-    with _v1.device('/device:CPU:0'):
-      if total_loss is not None:
-        summaries.add(_v1.summary.scalar('losses/total_loss', total_loss))
-      summary_op = (_v1.summary.merge(list(summaries), name='summary_op')
-                    if summaries else None)
-  return DeployedModel(train_op, summary_op, total_loss, clones)
+  update_ops = []
+  for clone in clones:
+    update_ops.extend(_v1.get_collection(_v1.GraphKeys.UPDATE_OPS,
+                                         clone.scope))
+  return update_ops

@@ -90,14 +90,12 @@ class TestDeploymentConfig:
     assert config.caching_device()(FakeOp()) == FakeOp.device
 
 
-def test_the_whole_tf_slim_public_api_is_there():
-  """The names and fields TF-slim's deployment/model_deploy.py exports."""
+def test_the_public_api():
+  """TF-slim's names and fields, less `deploy`, plus `clones_update_ops`."""
   assert sorted(model_deploy.__all__) == sorted([
-      'create_clones', 'deploy', 'optimize_clones', 'DeployedModel',
+      'create_clones', 'optimize_clones', 'clones_update_ops',
       'DeploymentConfig', 'Clone'])
   assert model_deploy.Clone._fields == ('outputs', 'scope', 'device')
-  assert model_deploy.DeployedModel._fields == (
-      'train_op', 'summary_op', 'total_loss', 'clones')
   config = model_deploy.DeploymentConfig(
       num_clones=3, clone_on_cpu=True, replica_id=1, num_replicas=2,
       num_ps_tasks=1, worker_job_name='trainer', ps_job_name='server')
@@ -254,43 +252,47 @@ class TestOptimizeClones:
                                                      '/device:CPU:1']
 
 
-class TestDeploy:
+class TestUpdateOps:
 
-  def test_deploy_trains_and_summarises(self):
+  def test_every_clone_updates_the_moving_statistics(self):
+    decay = 0.5
+    batches = [np.array([[1.0], [3.0]], np.float32),     # batch mean 2
+               np.array([[10.0], [14.0]], np.float32)]   # batch mean 12
+    config = model_deploy.DeploymentConfig(num_clones=2, clone_on_cpu=True)
+    with tf.Graph().as_default():
+      clone_inputs = iter([tf.constant(batch) for batch in batches])
+
+      def model_fn():
+        return slim.batch_norm(next(clone_inputs), decay=decay,
+                               is_training=True, scope='bn')
+      clones = model_deploy.create_clones(config, model_fn)
+      update_ops = model_deploy.clones_update_ops(clones)
+      assert [op.name.split('/')[0] for op in update_ops] == [
+          'clone_0', 'clone_0', 'clone_1', 'clone_1']
+      moving_mean = [v for v in v1.global_variables()
+                     if v.op.name == 'bn/moving_mean'][0]
+      with v1.Session(config=_session_config(2)) as sess:
+        sess.run(v1.global_variables_initializer())
+        for op in update_ops:
+          sess.run(op)
+        mean = sess.run(moving_mean)[0]
+    # m <- d * m + (1 - d) * batch_mean, from m = 0: clone 0, then clone 1.
+    assert mean == pytest.approx(decay * (1 - decay) * 2 + (1 - decay) * 12)
+
+  def test_clones_train_through_optimize_clones(self):
     config = model_deploy.DeploymentConfig(num_clones=2, clone_on_cpu=True)
     inputs, targets = _batch()
     with tf.Graph().as_default():
-      def model_fn():
-        predictions = _linear_model(tf.constant(inputs), tf.constant(targets))
-        v1.summary.histogram('predictions', predictions)
-        return predictions
+      global_step = v1.train.get_or_create_global_step()
+      clones = model_deploy.create_clones(
+          config, _linear_model, [tf.constant(inputs), tf.constant(targets)])
       optimizer = v1.train.GradientDescentOptimizer(0.05)
-      model = model_deploy.deploy(config, model_fn, optimizer=optimizer,
-                                  summarize_gradients=True)
-      global_step = v1.train.get_global_step()
-      assert global_step.op.device == '/device:CPU:0'
-      assert model.train_op.op.name == 'train_op'
-      for summary in model.summary_op.op.inputs:
-        assert summary.device == '/device:CPU:0', summary.name
+      total_loss, grads_and_vars = model_deploy.optimize_clones(clones,
+                                                                optimizer)
+      with tf.control_dependencies(model_deploy.clones_update_ops(clones)):
+        train_op = optimizer.apply_gradients(grads_and_vars, global_step)
       with v1.Session(config=_session_config(2)) as sess:
         sess.run(v1.global_variables_initializer())
-        losses = [sess.run(model.train_op) for _ in range(20)]
-        summary = v1.Summary.FromString(sess.run(model.summary_op))
+        losses = [sess.run([train_op, total_loss])[1] for _ in range(20)]
         assert sess.run(global_step) == 20
-      tags = {value.tag for value in summary.value}
-      # The first clone's summaries only, the losses, gradient histograms.
-      assert tags == {'clone_0/predictions', 'clone_0/losses/clone_loss',
-                      'losses/total_loss', 'linear/weights_gradient',
-                      'linear/weights_gradient_norm', 'linear/biases_gradient',
-                      'linear/biases_gradient_norm'}
-      assert losses[-1] < 0.2 * losses[0]
-
-  def test_deploy_without_optimizer_gives_total_loss_only(self):
-    config = model_deploy.DeploymentConfig(num_clones=2)
-    inputs, targets = _batch()
-    with tf.Graph().as_default():
-      model = model_deploy.deploy(
-          config, _linear_model, [tf.constant(inputs), tf.constant(targets)])
-      assert model.train_op is None
-      assert model.total_loss is not None
-      assert len(model.clones) == 2
+    assert losses[-1] < 0.2 * losses[0]
