@@ -46,6 +46,9 @@ import cv2
 import numpy as np
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, PROJECT_ROOT)
+
+from utils.common import platform_info  # noqa: E402  (after the path)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('num_photos', 20, 'Synthetic 12 MP photos.')
@@ -128,11 +131,7 @@ print('RESULT ' + json.dumps({'files': in_files, 'drawn': drawn}))
 
 
 def cpu_model():
-  with open('/proc/cpuinfo') as cpuinfo:
-    for line in cpuinfo:
-      if line.startswith('model name'):
-        return line.split(':', 1)[1].strip()
-  return 'unknown CPU'
+  return platform_info.cpu_description()[0]
 
 
 def load():

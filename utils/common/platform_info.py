@@ -4,18 +4,17 @@ Bottom layer: imports nothing of the project and never TensorFlow, because
 `configure_onednn` must run before TensorFlow is imported (TensorFlow reads
 TF_ENABLE_ONEDNN_OPTS once, when it loads).
 
-The CPU kinds this project runs on, as measured (2 cores, e2e training step
-of SSD300 at batch 8):
-  * Intel with AMX-BF16: oneDNN on by itself; bfloat16 2.5x float32;
-  * AMD EPYC Zen 4 class, AVX512_BF16 (no AMX): oneDNN on by itself;
-    float32 7.3 s/step, mixed_bfloat16 4.0 s/step (1.8x, quiet machine);
-  * AMD EPYC with AVX2 + FMA only: oneDNN off by default and no faster
-    when forced on (0.247 vs 0.246 images/s); bfloat16 no gain (TensorFlow's
-    bfloat16 rewrite needs AVX512_BF16 or AMX).  oneDNN's AVX2 convolutions
-    of NHWC tensors are slow: on Zen 4 held to AVX2 (ONEDNN_MAX_CPU_ISA),
-    NCHW trained 1.17-1.27x faster (bench/README.md), so it is the default
-    layout there.
+The CPU kinds this project runs on, and why each default (the measured
+figures are in bench/README.md):
+  * Intel with AMX-BF16 and AMD Zen 4 class with AVX512_BF16: TensorFlow turns
+    oneDNN on by itself, and its bfloat16 rewrite makes mixed_bfloat16 the
+    faster precision;
+  * AMD with AVX2 + FMA only: oneDNN is off by default and no faster when
+    forced on; bfloat16 brings nothing (the rewrite needs AVX512_BF16 or AMX);
+    oneDNN's AVX2 convolutions of NHWC tensors are slower than its NCHW path,
+    so NCHW is the default layout there.
 """
+import functools
 import os
 import platform
 
@@ -54,8 +53,13 @@ _X86_MACHINES = ('x86_64', 'amd64', 'i386', 'i686')
 _TRUE_VALUES = ('1', 'true', 'yes', 'on')
 
 
+@functools.lru_cache(maxsize=None)
 def read_cpuinfo(path='/proc/cpuinfo'):
-  """The text of /proc/cpuinfo, or '' where there is none (not Linux)."""
+  """The text of /proc/cpuinfo, or '' where there is none (not Linux).
+
+  Read once per process: every start-up decision (oneDNN, precision, layout,
+  the report) asks for it, and the CPU does not change while a process runs.
+  """
   try:
     with open(path) as cpuinfo:
       return cpuinfo.read()
