@@ -1,4 +1,4 @@
-"""--batch_norm end to end (issue #19): a run resumes with its moving
+"""--batch_norm end to end: a run resumes with its moving
 statistics, evaluation and export normalise with them, and sync-replica
 training updates them.
 

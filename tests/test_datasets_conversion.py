@@ -369,7 +369,7 @@ def _file_bytes(folder):
 
 
 def test_failed_reconversion_keeps_the_previous_dataset(tmp_path):
-  """Issue 16.1: a re-run that stops on a bad image deletes nothing."""
+  """A re-run that stops on a bad image deletes nothing."""
   voc, out = tmp_path / 'voc', tmp_path / 'out'
   support.make_voc(voc, 5)
   (tmp_path / 'classes.txt').write_text('cat\ndog\n')
@@ -428,7 +428,7 @@ def test_a_conversion_to_a_name_in_use_is_refused_naming_the_holder(
 
 
 def test_zero_images_fail_unless_allowed_and_factory_refuses(tmp_path):
-  """Issue 16.8: no annotations -> an error, not an empty dataset."""
+  """No annotations -> an error, not an empty dataset."""
   voc, out = tmp_path / 'voc', tmp_path / 'out'
   (voc / 'Annotations').mkdir(parents=True)
   with pytest.raises(converter.ConversionError,
@@ -449,7 +449,7 @@ def test_zero_images_fail_unless_allowed_and_factory_refuses(tmp_path):
 
 
 def test_output_under_a_regular_file_is_a_conversion_error(tmp_path):
-  """Issue 16.10: not a NotADirectoryError traceback but a ConversionError,
+  """Not a NotADirectoryError traceback but a ConversionError,
   which main() prints as its one `error:` line (see the CLI tests)."""
   voc = tmp_path / 'voc'
   support.make_voc(voc, 1)
@@ -464,7 +464,7 @@ def test_output_under_a_regular_file_is_a_conversion_error(tmp_path):
 
 
 def test_skip_bad_skips_unknown_classes_and_names_them(tmp_path):
-  """Issue 16.12 / 15.9: --skip_bad skips images of unknown classes."""
+  """--skip_bad skips images of unknown classes."""
   voc, out = tmp_path / 'voc', tmp_path / 'out'
   support.make_voc(voc, 4)
   support.write_xml(voc, 'img01', [('cow', 1, 1, 5, 5, 0, 0),
@@ -520,7 +520,7 @@ def _run_in_terminal(command, timeout=120):
 
 
 def test_progress_bar_on_a_terminal_only(tmp_path):
-  """Issue 17.5: a tqdm bar when stdout is a terminal (pipes: see the
+  """A tqdm bar when stdout is a terminal (pipes: see the
   command-line test above)."""
   voc = tmp_path / 'voc'
   support.make_voc(voc, 6)
@@ -553,7 +553,7 @@ def _smooth_photo(height, width):
 
 
 def test_max_image_side_downscales_large_photos_boxes_unchanged(tmp_path):
-  """Issue 18.2: --max_image_side stores large photos smaller, boxes exact."""
+  """--max_image_side stores large photos smaller, boxes exact."""
   voc = tmp_path / 'voc'
   large = _smooth_photo(1200, 1600)
   support.write_image(voc, 'large.jpg', large)

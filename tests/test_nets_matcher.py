@@ -119,8 +119,9 @@ def test_two_small_boxes_3_px_apart_get_one_forced_positive_each():
     result = matcher.match(overlaps, match_threshold=0.5)
     overlaps, (indices, ious) = sess.run([overlaps, result])
   assert overlaps.max() < 0.5
-  # The old rule (each box claims its argmax anchor, the better box wins a
-  # shared one) left the second box without a positive.
+  # Both boxes have the same argmax anchor: if each box only claimed its
+  # argmax anchor (the better box winning it), the second would have no
+  # positive.
   assert np.argmax(overlaps[0]) == np.argmax(overlaps[1])
   assert [np.sum(indices == box) for box in (0, 1)] == [1, 1]
   expected_indices, expected_ious = _caffe_match(overlaps, 0.5)

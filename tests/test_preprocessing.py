@@ -598,7 +598,7 @@ def _caffe_draw(boxes, rng):
 
 
 @pytest.mark.parametrize('boxes, max_uncropped', [
-    # One centred object a third of the image wide (issue 15's case).
+    # One centred object a third of the image wide.
     ([[1. / 3., 1. / 3., 2. / 3., 2. / 3.]], 0.35),
     ([[0.1, 0.1, 0.4, 0.3], [0.5, 0.2, 0.8, 0.5], [0.3, 0.6, 0.7, 0.9]], 0.35),
 ])

@@ -208,7 +208,7 @@ def resolve_data_format(requested, gpu_available, onednn_enabled,
   NHWC kernels are slower than its NCHW path (im2col and its GEMM), but for
   a batch of 1 it falls back to its naive reference convolution on NCHW
   (tens of seconds a layer).  NHWC elsewhere: oneDNN's AVX-512 kernels take
-  NHWC directly (NCHW was 0.82x on Zen 4), and GPUs keep the layout they
+  NHWC directly (NCHW is slower there, bench/README.md), and GPUs keep the layout they
   had.  An explicit layout is kept, but NCHW on a CPU needs oneDNN
   (TensorFlow's own CPU convolution is NHWC only).
 
