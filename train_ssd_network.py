@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from datasets import dataset_utils
 from deployment import cluster as cluster_lib
+from deployment import cluster_server
 from utils.common import paths
 from utils.common import run_lock
 from utils.trainer import train_tools
@@ -563,7 +564,7 @@ def main(unused_argv):
     config = config_from_flags(log_platform=True)
     cluster = config.deployment.cluster
     if cluster is not None and cluster.is_ps:
-      cluster_lib.run_parameter_server(
+      cluster_server.run_parameter_server(
           cluster, config.deployment.ps_exit_when_done,
           timeouts=config.deployment.cluster_timeouts)
       return

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from deployment import cluster as cluster_lib
+from deployment import cluster_server
 
 from cluster_fixtures import assert_clean_exit
 from cluster_fixtures import EXIT_TIMEOUT_SECS
@@ -96,7 +97,7 @@ class TestResolveSettings:
     local = train_tools.session_config(model_deploy.DeploymentConfig(),
                                        precision='mixed_bfloat16')
     cluster = cluster_lib.Cluster.from_flags('a:1', 'b:1,c:1', 'worker', 1)
-    config = cluster_lib.worker_session_config(cluster, local)
+    config = cluster_server.worker_session_config(cluster, local)
     assert list(config.device_filters) == ['/job:ps', '/job:worker/task:1']
     rewrites = config.graph_options.rewrite_options
     assert rewrites.auto_mixed_precision_onednn_bfloat16 == (
@@ -281,7 +282,7 @@ def test_conflicting_flags_fail_before_training(tmp_path):
 
 # --------------------------------------------------------------------------
 # Cluster checks, bounded waits and signals, on real processes: tasks that
-# only start their server and run deployment/cluster.py (no SSD graph), so
+# only start their server and run deployment/cluster*.py (no SSD graph), so
 # each takes seconds.
 
 _TASK_STUB = r"""
@@ -291,15 +292,17 @@ logging.set_verbosity(logging.INFO)
 logging.use_absl_handler()
 import tensorflow as tf
 from deployment import cluster as cluster_lib
+from deployment import cluster_server
+from deployment import cluster_worker
 tf.compat.v1.disable_eager_execution()
 ps, workers, job_name, task, timeouts = json.loads(sys.argv[1])
 cluster = cluster_lib.Cluster(tuple(ps), tuple(workers), job_name, task)
 timeouts = cluster_lib.Timeouts(*timeouts)
 try:
   if cluster.is_ps:
-    cluster_lib.run_parameter_server(cluster, True, timeouts=timeouts)
+    cluster_server.run_parameter_server(cluster, True, timeouts=timeouts)
   else:
-    task = cluster_lib.start_worker(cluster, tf.compat.v1.ConfigProto(),
+    task = cluster_worker.start_worker(cluster, tf.compat.v1.ConfigProto(),
                                     timeouts)
     logging.info('STARTED')
     if cluster.is_chief:

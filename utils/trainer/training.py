@@ -31,6 +31,7 @@ from datasets import dataset_factory
 from datasets import dataset_utils
 from datasets import sample_data
 from deployment import cluster as cluster_lib
+from deployment import cluster_worker
 from deployment import model_deploy
 from nets import nets_factory
 from nets import ssd_vgg_300
@@ -597,7 +598,7 @@ def build_training_graph(config, ssd_net, deploy_config, input_fn,
     # The chief applies the aggregated gradients, and the moving averages
     # after them, once per round.
     with _v1.device(deploy_config.optimizer_device()):
-      sync_optimizer = optimizer = cluster_lib.SyncReplicasOptimizer(
+      sync_optimizer = optimizer = cluster_worker.SyncReplicasOptimizer(
           optimizer,
           replicas_to_aggregate=deployment.aggregated_replicas,
           total_num_replicas=deployment.worker_replicas,
@@ -1184,7 +1185,7 @@ def _build_and_train(config, ssd_net, dataset, input_fn):
   if cluster is not None:
     # Starts the server (it owns this worker's devices) and checks the
     # cluster now, before the graph is built.
-    worker_task = cluster_lib.start_worker(cluster, session_config,
+    worker_task = cluster_worker.start_worker(cluster, session_config,
                                            deployment.cluster_timeouts)
 
   graph = tf.Graph()
