@@ -32,6 +32,7 @@ from absl import app
 from absl import flags
 
 from datasets import conversion
+from datasets import dataset_writer
 from datasets import voc_common
 
 
@@ -214,7 +215,7 @@ def convert(annotations_file, image_dir, output_dir, output_name,
     seed: shuffle seed.
     skip_bad: skip (and count) malformed entries, missing or corrupt images
       and images holding classes not in `class_names`.
-    **write_options: `conversion.write_dataset`'s (samples_per_file,
+    **write_options: `dataset_writer.write_dataset`'s (samples_per_file,
       num_threads, keep_empty, allow_empty, max_image_side, progress).
 
   Returns:
@@ -227,7 +228,7 @@ def convert(annotations_file, image_dir, output_dir, output_name,
                          seed, skip_bad)
   source = {'split': None, 'source_dir': os.path.abspath(image_dir),
             'annotations_file': os.path.abspath(annotations_file)}
-  return conversion.write_dataset(plan, output_dir, output_name, source,
+  return dataset_writer.write_dataset(plan, output_dir, output_name, source,
                                   skip_bad=skip_bad, **write_options)
 
 
@@ -247,7 +248,7 @@ def define_flags():
   flags.DEFINE_boolean('skip_bad', False, 'Skip (and count) images with '
                        'malformed entries, missing or corrupt image files or '
                        'a category not in --labels, instead of stopping.')
-  conversion.define_write_flags()
+  dataset_writer.define_write_flags()
   flags.mark_flags_as_required(['annotations_file', 'image_dir',
                                 'output_name'])
 
@@ -261,7 +262,7 @@ def main(argv):
         class_names=(conversion.read_class_list(FLAGS.labels)
                      if FLAGS.labels else None),
         shuffle=FLAGS.shuffle, seed=FLAGS.seed, skip_bad=FLAGS.skip_bad,
-        **conversion.read_write_flags(FLAGS))
+        **dataset_writer.read_write_flags(FLAGS))
   except conversion.ConversionError as error:
     sys.exit('error: %s' % error)
   print(conversion.format_summary(metadata))

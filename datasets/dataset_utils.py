@@ -6,7 +6,7 @@ A converted dataset directory holds, per converted split `<name>`:
 and once per directory `labels.txt` (`id:name` lines, 0 = background), the
 TF-slim label file convention.
 
-Metadata JSON schema (written by `datasets.conversion.write_dataset` for
+Metadata JSON schema (written by `datasets.dataset_writer.write_dataset` for
 `pascalvoc_to_tfrecords` and `coco_to_tfrecords`):
   format_version      int, METADATA_VERSION.
   name                str, the shard prefix (`--output_name`).

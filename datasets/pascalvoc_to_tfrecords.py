@@ -27,6 +27,7 @@ from absl import app
 from absl import flags
 
 from datasets import conversion
+from datasets import dataset_writer
 from datasets import image_files
 from datasets import voc_common
 
@@ -182,7 +183,7 @@ def convert(dataset_dir, output_dir, output_name, split=None, image_ids=None,
     skip_bad: skip (and count) images whose annotation or image is missing,
       malformed or corrupt, or that hold an unknown class, instead of
       stopping with an error.
-    **write_options: `conversion.write_dataset`'s (samples_per_file,
+    **write_options: `dataset_writer.write_dataset`'s (samples_per_file,
       num_threads, keep_empty, allow_empty, max_image_side, progress).
 
   Returns:
@@ -195,7 +196,7 @@ def convert(dataset_dir, output_dir, output_name, split=None, image_ids=None,
   plan = plan_conversion(dataset_dir, split, image_ids, class_names,
                          discover_labels, shuffle, seed, skip_bad)
   source = {'split': split, 'source_dir': os.path.abspath(dataset_dir)}
-  return conversion.write_dataset(plan, output_dir, output_name, source,
+  return dataset_writer.write_dataset(plan, output_dir, output_name, source,
                                   skip_bad=skip_bad, **write_options)
 
 
@@ -219,7 +220,7 @@ def define_flags():
                        'or image is missing, malformed or corrupt, or that '
                        'hold a class not in the label list, instead of '
                        'stopping.')
-  conversion.define_write_flags()
+  dataset_writer.define_write_flags()
   flags.mark_flags_as_required(['dataset_dir', 'output_name'])
 
 
@@ -234,7 +235,7 @@ def main(argv):
         class_names=read_class_list(FLAGS.labels) if FLAGS.labels else None,
         discover_labels=FLAGS.discover_labels, shuffle=FLAGS.shuffle,
         seed=FLAGS.seed, skip_bad=FLAGS.skip_bad,
-        **conversion.read_write_flags(FLAGS))
+        **dataset_writer.read_write_flags(FLAGS))
   except ConversionError as error:
     sys.exit('error: %s' % error)
   print(conversion.format_summary(metadata))

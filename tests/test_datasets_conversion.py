@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from datasets import conversion
+from datasets import dataset_writer
 from datasets import dataset_factory
 from datasets import image_files
 from datasets import pascalvoc_to_tfrecords as converter
@@ -414,7 +414,7 @@ def test_a_conversion_to_a_name_in_use_is_refused_naming_the_holder(
   # The running conversion's staging folder, which a second one removed.
   staging = out / '.pets_train.incomplete-running'
   staging.mkdir()
-  lock_path = conversion.lock_path(str(out), 'pets_train')
+  lock_path = dataset_writer.lock_path(str(out), 'pets_train')
   with run_lock.hold(lock_path, 'the test'):
     done = _run_cli('--dataset_dir=%s' % voc, '--output_dir=%s' % out,
                     '--output_name=pets_train', '--discover_labels')
@@ -538,10 +538,10 @@ def test_progress_bar_on_a_terminal_only(tmp_path):
 def test_progress_flag_and_terminal_decide(monkeypatch, argv, is_terminal,
                                            progress):
   flag_values = flags.FlagValues()
-  conversion.define_write_flags(flag_values)
+  dataset_writer.define_write_flags(flag_values)
   flag_values(['converter'] + argv)
   monkeypatch.setattr(sys.stdout, 'isatty', lambda: is_terminal)
-  assert conversion.read_write_flags(flag_values)['progress'] is progress
+  assert dataset_writer.read_write_flags(flag_values)['progress'] is progress
 
 
 def _smooth_photo(height, width):
@@ -592,9 +592,9 @@ def test_max_image_side_downscales_large_photos_boxes_unchanged(tmp_path):
 
 def test_max_image_side_flag_reaches_the_write_step():
   flag_values = flags.FlagValues()
-  conversion.define_write_flags(flag_values)
+  dataset_writer.define_write_flags(flag_values)
   flag_values(['converter', '--max_image_side=512', '--allow_empty'])
-  options = conversion.read_write_flags(flag_values)
+  options = dataset_writer.read_write_flags(flag_values)
   assert options['max_image_side'] == 512 and options['allow_empty']
 
 

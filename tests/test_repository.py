@@ -73,3 +73,12 @@ def test_ci_runs_the_readme_commands_exactly_and_nothing_before_them():
   for line in lines[:first]:
     assert re.match(r'^(set -[a-z]+( [a-z]+)?|set [+-]x|cd "\$\(dirname "\$0"\)/\.\."|'
                     r'#!.*)$', line), line
+
+
+def test_the_project_paths_point_into_this_checkout():
+  from utils.common import paths  # pylint: disable=g-import-not-at-top
+  assert os.path.samefile(paths.PROJECT_ROOT, PROJECT_ROOT)
+  assert os.path.isfile(os.path.join(paths.PROJECT_ROOT,
+                                     'train_ssd_network.py'))
+  assert paths.FINE_TUNING_DIR == os.path.join(PROJECT_ROOT, 'ckpt',
+                                               'fine_tuning')

@@ -5,7 +5,8 @@ Bottom layer: imports nothing of the project.
 import errno
 import os
 
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
 # Checkpoints in (pretrained) and out (training runs).
 PRETRAINED_DIR = os.path.join(PROJECT_ROOT, 'ckpt', 'pre_trained')
 FINE_TUNING_DIR = os.path.join(PROJECT_ROOT, 'ckpt', 'fine_tuning')
