@@ -1,4 +1,8 @@
-"""Shared pytest set-up: import path, quiet TensorFlow logs, the real-data fixture."""
+"""Shared pytest set-up: import path, quiet TensorFlow logs, the real-data
+fixture, and the `slow` marker's rule: a test that starts a Python process
+(a script, a cluster task, a server) is marked slow, so that
+`pytest -m "not slow"` is a quick loop; a test that starts one unmarked
+fails and says so."""
 import os
 import subprocess
 import sys
@@ -10,6 +14,45 @@ sys.path.insert(0, PROJECT_ROOT)
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 from utils.common import paths  # noqa: E402  (after the import path is set)
+
+# The Python processes started so far in this pytest process (their argv).
+_PYTHON_PROCESSES = []
+_PROCESSES_BEFORE = pytest.StashKey[int]()
+_execute_child = subprocess.Popen._execute_child  # pylint: disable=protected-access
+
+
+def _recording_execute_child(self, args, executable, *rest, **kwargs):
+  argv = [args] if isinstance(args, (str, bytes)) else list(args)
+  program = os.path.basename(str(executable or argv[0]))
+  if program.startswith('python') or program == os.path.basename(
+      sys.executable):
+    _PYTHON_PROCESSES.append(argv)
+  return _execute_child(self, args, executable, *rest, **kwargs)
+
+
+subprocess.Popen._execute_child = _recording_execute_child  # pylint: disable=protected-access
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+  item.stash[_PROCESSES_BEFORE] = len(_PYTHON_PROCESSES)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+  outcome = yield
+  report = outcome.get_result()
+  if (call.when != 'teardown' or not report.passed or
+      item.get_closest_marker('slow') is not None):
+    return
+  started = _PYTHON_PROCESSES[item.stash.get(_PROCESSES_BEFORE, 0):]
+  if started:
+    report.outcome = 'failed'
+    report.longrepr = (
+        '%s started %d Python process(es), e.g. %s: mark it '
+        '@pytest.mark.slow (or give its fixture to tests marked slow)' % (
+            item.nodeid, len(started), ' '.join(map(str, started[0][:3]))))
+
 
 # Real detection data (Pascal VOC layout) written by others; never copied here.
 GROCERIES_ENV = paths.GROCERIES_ENV

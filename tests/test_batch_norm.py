@@ -356,6 +356,7 @@ def test_export_holds_and_uses_the_moving_statistics(bn_run, tmp_path):
                              atol=1e-5)
 
 
+@pytest.mark.slow
 def test_sync_replicas_update_the_moving_statistics(make_cluster,
                                                     sample_dataset_dir):
   """1 ps and 1 worker with --sync_replicas (one gradient a round): each

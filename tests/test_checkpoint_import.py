@@ -179,6 +179,7 @@ def test_pth_without_torch_says_what_to_do(tmp_path):
     checkpoint_import.read_state_dict(str(path))
 
 
+@pytest.mark.slow
 def test_the_script_fails_in_one_line_on_a_bad_file(tmp_path):
   bad = tmp_path / 'weights.npz'
   bad.write_bytes(b'this is not an npz archive')
@@ -214,6 +215,7 @@ def test_the_checkpoint_holds_its_parameters_like_a_trained_one(imported):
   assert params.num_classes == NUM_CLASSES and params.anchor_clip
 
 
+@pytest.mark.slow
 def test_fine_tuning_from_the_import_excludes_the_class_heads_by_itself(
     imported, tmp_path, sample_dataset_dir):
   """The sample data has 4 classes, the import 3: its class heads start from

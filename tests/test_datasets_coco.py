@@ -39,6 +39,7 @@ def _assert_same_records(first_dir, first, second_dir, second):
     assert first[key] == second[key], key
 
 
+@pytest.mark.slow
 def test_sample_voc_direct_and_through_coco_export_are_identical(tmp_path):
   voc = tmp_path / 'voc'
   sample_data.write_voc_dataset(str(voc), num_train=10, num_val=2)

@@ -299,6 +299,7 @@ def test_cmyk_jpeg_decodes_to_rgb(tmp_path):
   assert metadata['num_reencoded'] == 1
 
 
+@pytest.mark.slow
 def test_command_line_summary_and_clean_errors(tmp_path):
   voc = tmp_path / 'voc'
   support.make_voc(voc, 3)
@@ -519,6 +520,7 @@ def _run_in_terminal(command, timeout=120):
   return process.returncode, output.decode('utf-8', 'replace')
 
 
+@pytest.mark.slow
 def test_progress_bar_on_a_terminal_only(tmp_path):
   """A tqdm bar when stdout is a terminal (pipes: see the
   command-line test above)."""

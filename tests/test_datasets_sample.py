@@ -153,6 +153,7 @@ def test_inspect_counts_and_draws(small_sample, tmp_path):
   assert np.abs(edge.mean(axis=0) - color).max() < 40
 
 
+@pytest.mark.slow
 def test_inspect_command_line(small_sample):
   done = subprocess.run(
       [sys.executable, '-m', 'datasets.inspect_tfrecords',

@@ -267,6 +267,7 @@ def test_the_slurm_script_gives_every_task_the_same_cluster(tmp_path):
     assert '--train_dir=%s/ckpt/ssd-train-42' % tmp_path in args
 
 
+@pytest.mark.slow
 def test_conflicting_flags_fail_before_training(tmp_path):
   result = subprocess.run(
       [sys.executable, SCRIPT, '--ps_hosts=%s:1' % LOCALHOST,
@@ -422,6 +423,7 @@ def test_a_ps_with_other_worker_hosts_fails_and_an_absent_ps_times_out(
           % hosts[4]) in stub_tasks.log('lone')
 
 
+@pytest.mark.slow
 def test_tasks_waiting_for_a_chief_that_never_starts_name_it(make_cluster):
   local_cluster = make_cluster(flags=['--cluster_timeout_secs=5'])
   local_cluster.start('ps', 0)
@@ -458,6 +460,7 @@ def test_tasks_waiting_for_their_chief_stop_on_sigint_and_sigterm(
 # A real cluster: 1 ps and 2 workers on 127.0.0.1.
 
 
+@pytest.mark.slow
 def test_tf_config_alone_runs_sync_replicas_and_all_tasks_exit(make_cluster):
   """1 ps + 2 workers from TF_CONFIG alone (no cluster flags); two
   gradients a round; the ps exits once both workers are done."""
@@ -496,6 +499,7 @@ def wait_for_steps(local_cluster, name, more_than, timeout=TRAIN_TIMEOUT_SECS):
     time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_async_workers_share_the_step_a_dead_worker_and_ctrl_c(make_cluster):
   """Kill the non-chief mid-run, then Ctrl-C the chief: it saves its last
   step and exits 0; the ps, with no report from the dead worker, exits

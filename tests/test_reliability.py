@@ -406,6 +406,7 @@ def _size(paths):
   return sum(os.path.getsize(path) for path in paths)
 
 
+@pytest.mark.slow
 def test_resume_survives_a_move_a_corrupt_checkpoint_and_leftovers(
     tmp_path, sample_dataset_dir, mount_tmpfs, step_1_run):
   shutil.copytree(step_1_run, str(tmp_path / 'run1'))
@@ -575,6 +576,7 @@ def _copy_run(run_dir, tmp_path):
   return train_dir
 
 
+@pytest.mark.slow
 def test_a_refused_resume_leaves_the_run_metadata_untouched(
     tmp_path, sample_dataset_dir, voc_anchors_run):
   train_dir = _copy_run(voc_anchors_run, tmp_path)
@@ -607,6 +609,7 @@ def _jpeg_file(tmp_path, dataset_dir):
   return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('make_file', [_text_file, _jpeg_file])
 def test_a_file_that_is_no_checkpoint_is_one_line_and_writes_nothing(
     tmp_path, sample_dataset_dir, make_file):
@@ -645,6 +648,7 @@ def _read_only_folder(tmp_path, mount_tmpfs):
   return folder, 'a read-only file system'
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('kind', ['regular file', 'read-only'])
 def test_an_unusable_train_dir_is_one_line(tmp_path, sample_dataset_dir,
                                            mount_tmpfs, kind):
@@ -665,6 +669,7 @@ def test_an_unusable_train_dir_is_one_line(tmp_path, sample_dataset_dir,
   assert 'Traceback' not in log
 
 
+@pytest.mark.slow
 def test_a_truncated_shard_is_named_in_one_line(tmp_path, sample_dataset_dir):
   dataset_dir = str(tmp_path / 'data')
   shutil.copytree(sample_dataset_dir, dataset_dir,
@@ -712,6 +717,7 @@ def test_a_checkpoint_copied_alone_decodes_with_its_own_anchors(
   assert not np.array_equal(ssd_net.anchors()[0][2], default_heights)
 
 
+@pytest.mark.slow
 def test_resume_with_other_anchor_sizes_is_refused_in_one_line(
     tmp_path, sample_dataset_dir, voc_anchors_run):
   train_dir = _copy_run(voc_anchors_run, tmp_path)
@@ -786,6 +792,7 @@ def test_an_older_checkpoint_without_parameters_resumes(
 # graph: nothing is left in train_dir.
 
 
+@pytest.mark.slow
 def test_a_train_dir_in_use_is_refused_naming_the_holder(
     tmp_path, sample_dataset_dir):
   train_dir = tmp_path / 'run'
@@ -803,6 +810,7 @@ def test_a_train_dir_in_use_is_refused_naming_the_holder(
   assert os.listdir(str(train_dir)) == []
 
 
+@pytest.mark.slow
 def test_out_of_bounds_numeric_flags_fail_naming_the_flag(
     tmp_path, sample_dataset_dir):
   train_dir = tmp_path / 'run'
@@ -853,6 +861,7 @@ def _files(directory):
   return sorted(os.listdir(str(directory)))
 
 
+@pytest.mark.slow
 def test_max_number_of_steps_0_trains_nothing(tmp_path, sample_dataset_dir):
   train_dir = tmp_path / 'run'
   code, log = run_script(train_dir, sample_dataset_dir,
@@ -864,6 +873,7 @@ def test_max_number_of_steps_0_trains_nothing(tmp_path, sample_dataset_dir):
   assert _files(train_dir) == []
 
 
+@pytest.mark.slow
 def test_a_finished_run_trains_no_further_step(tmp_path, sample_dataset_dir,
                                                step_1_run):
   train_dir = str(tmp_path / 'run')

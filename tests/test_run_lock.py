@@ -38,6 +38,7 @@ def test_a_second_holder_is_refused_naming_the_first(tmp_path):
     pass
 
 
+@pytest.mark.slow
 def test_the_lock_of_a_killed_process_is_free(tmp_path):
   lock_path = str(tmp_path / '.lock')
   holder = subprocess.Popen([sys.executable, '-c', _HOLDER, lock_path],

@@ -31,6 +31,9 @@ TRAIN_STEPS = 2
 # The run names TensorBoard gives the training and evaluation folders.
 TRAIN_RUN, EVAL_RUN = '.', 'eval'
 
+# Every test here reads the runs and the server the module fixtures start.
+pytestmark = pytest.mark.slow
+
 
 def _train(train_dir, dataset_dir):
   """A TRAIN_STEPS-step training run of train_ssd_network.py, batch 1."""
