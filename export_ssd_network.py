@@ -20,9 +20,9 @@ detector of `utils.inference.detection`, so its detections are those of the demo
 of evaluation.  With --labels, the labels file is checked against the
 checkpoint and copied to `assets.extra/labels.txt` in the export.
 --precision mixed_bfloat16 exports a network that computes in bfloat16 (the
-casts are in the graph, weights stay float32; about 2x float32 on CPUs with
-AVX512_BF16, see bench/inference.py); decoding and NMS stay float32.  For a
-faster CPU path still, see utils/inference/openvino_detector.py.
+casts are in the graph, weights stay float32; fast on CPUs with
+AVX512_BF16, bench/inference.py times it); decoding and NMS stay float32.
+For a faster CPU path still, see utils/inference/openvino_detector.py.
 
 In TensorFlow 2:
   model = tf.saved_model.load(export_dir)
@@ -39,19 +39,13 @@ from absl import logging
 import tensorflow as tf
 
 from datasets import dataset_utils
-from utils.inference import detection
 from utils.common import paths
+from utils.inference import detection
+from utils.inference import signature
 
 _v1 = tf.compat.v1
 
-SIGNATURE_NAME = 'serving_default'
-INPUT_NAME = 'encoded_images'
 LABELS_EXPORT_PATH = os.path.join('assets.extra', dataset_utils.LABELS_FILENAME)
-# Signature output names (those of the TensorFlow Object Detection API) for
-# the `utils.inference.detection.detect` outputs.
-OUTPUT_NAMES = {'bboxes': 'detection_boxes', 'classes': 'detection_classes',
-                'scores': 'detection_scores',
-                'num_detections': 'num_detections'}
 
 FLAGS = flags.FLAGS
 
@@ -72,13 +66,15 @@ def define_flags():
 
 def build_serving_graph(ssd_net, model_name, settings):
   """The serving graph in the default graph: (input, outputs dict)."""
-  encoded_images = _v1.placeholder(tf.string, shape=None, name=INPUT_NAME)
+  encoded_images = _v1.placeholder(tf.string, shape=None,
+                                   name=signature.INPUT_NAME)
 
   images, bbox_imgs = detection.decode_and_preprocess(
       encoded_images, ssd_net, model_name, settings.resize)
   outputs = detection.detect(ssd_net, images, bbox_imgs, settings)
-  return encoded_images, {OUTPUT_NAMES[key]: tf.identity(
-      value, name=OUTPUT_NAMES[key]) for key, value in outputs.items()}
+  names = signature.OUTPUT_NAMES
+  return encoded_images, {names[key]: tf.identity(value, name=names[key])
+                          for key, value in outputs.items()}
 
 
 def export(checkpoint_path, export_dir, model_name='ssd_300_vgg',
@@ -113,16 +109,16 @@ def export(checkpoint_path, export_dir, model_name='ssd_300_vgg',
   with tf.Graph().as_default():
     encoded_images, outputs = build_serving_graph(ssd_net, model_name,
                                                   settings)
-    saver = detection.make_saver(checkpoint_path, moving_average_decay,
-                                 model_name)
     with _v1.Session() as session:
-      saver.restore(session, checkpoint_path)
+      detection.restore_detector(session, checkpoint_path,
+                                 moving_average_decay, model_name)
       builder = _v1.saved_model.Builder(export_dir)
       builder.add_meta_graph_and_variables(
           session, [tf.saved_model.SERVING],
           signature_def_map={
-              SIGNATURE_NAME: _v1.saved_model.predict_signature_def(
-                  {INPUT_NAME: encoded_images}, outputs)},
+              signature.SIGNATURE_NAME:
+                  _v1.saved_model.predict_signature_def(
+                      {signature.INPUT_NAME: encoded_images}, outputs)},
           strip_default_attrs=True)
       builder.save()
   if labels_path:
