@@ -36,7 +36,7 @@ import tf_slim as slim  # noqa: E402
 from nets import anchor_generator  # noqa: E402
 from utils.checkpointing import checkpoint_import  # noqa: E402
 from utils.inference import detection  # noqa: E402
-from utils.inference import signature  # noqa: E402
+from utils.inference import saved_model  # noqa: E402
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 _v1 = tf.compat.v1
@@ -100,9 +100,9 @@ def exported_detections(export_dir, encoded):
   """The SavedModel's outputs for the batch of encoded images."""
   with tf.Graph().as_default(), _v1.Session() as session:
     meta = _v1.saved_model.loader.load(session, ['serve'], export_dir)
-    serving = meta.signature_def[signature.SIGNATURE_NAME]
+    serving = meta.signature_def[saved_model.SIGNATURE_NAME]
     names = {key: value.name for key, value in serving.outputs.items()}
-    feed = {serving.inputs[signature.INPUT_NAME].name: encoded}
+    feed = {serving.inputs[saved_model.INPUT_NAME].name: encoded}
     return session.run(names, feed)
 
 

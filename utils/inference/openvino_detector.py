@@ -22,7 +22,7 @@ import tempfile
 import tensorflow as tf
 
 from utils.inference import detection
-from utils.inference import signature
+from utils.inference import saved_model
 
 _v1 = tf.compat.v1
 
@@ -157,7 +157,7 @@ class OpenVINODetector(object):
     detections = self._session.run(self._detections, {
         self._probabilities: probabilities, self._encodings: encodings,
         self._bbox_input: bbox_imgs})
-    return {signature.OUTPUT_NAMES[key]: value
+    return {saved_model.OUTPUT_NAMES[key]: value
             for key, value in detections.items()}
 
   def close(self):
