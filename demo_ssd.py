@@ -205,10 +205,9 @@ def iterate_detections(checkpoint_path, image_paths, num_classes=None,
                                                    settings.resize)
     outputs = detection.detect(ssd_net, network_input[tf.newaxis],
                                bbox_img[tf.newaxis], settings)
-    saver = detection.make_saver(checkpoint_path, moving_average_decay,
-                                 model_name)
     with _v1.Session() as session:
-      saver.restore(session, checkpoint_path)
+      detection.restore_detector(session, checkpoint_path,
+                                 moving_average_decay, model_name)
       images = tqdm.tqdm(image_paths, unit='image',
                          disable=not (progress and sys.stdout.isatty()))
       for path, pixels in read_images(images, problems):

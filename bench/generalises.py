@@ -56,6 +56,7 @@ from datasets import voc_common
 from utils.checkpointing import checkpoints
 from utils.common import paths
 from utils.common import run_directory
+from utils.evaluation import evaluator
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
@@ -375,7 +376,8 @@ def evaluate_checkpoint(checkpoint, records_dir, eval_dir):
        '--checkpoint_path', checkpoint, '--dataset_dir', records_dir,
        '--dataset_split_name', 'val', '--eval_dir', eval_dir],
       os.path.join(eval_dir, 'eval.log'))
-  with open(os.path.join(eval_dir, 'results.json')) as results_file:
+  results_path = os.path.join(eval_dir, evaluator.RESULTS_FILENAME)
+  with open(results_path) as results_file:
     return json.load(results_file), seconds
 
 

@@ -83,15 +83,15 @@ def write_random_checkpoint(directory):
 def tensorflow_variants(work_dir):
   """{name: function(encoded JPEG list) -> outputs} of our SavedModels."""
   import tensorflow as tf
-  import export_ssd_network
   from utils.inference import detection
+  from utils.inference import saved_model
 
   checkpoint = write_random_checkpoint(work_dir)
   variants = {}
   for name, precision in (('tf_float32', 'float32'),
                           ('tf_bfloat16', 'mixed_bfloat16')):
     export_dir = os.path.join(work_dir, name)
-    export_ssd_network.export(
+    saved_model.export(
         checkpoint, export_dir,
         settings=detection.DetectionSettings(precision=precision))
     serve = tf.saved_model.load(export_dir).signatures['serving_default']

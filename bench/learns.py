@@ -26,10 +26,10 @@ sys.path.insert(0, PROJECT_ROOT)
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import demo_ssd
-import eval_ssd_network
 from datasets import dataset_factory
 from datasets import pascalvoc_to_tfrecords
 from datasets import voc_common
+from utils.evaluation import evaluator
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
@@ -132,7 +132,7 @@ def main(unused_argv):
   maps = {}
   for split in splits:
     dataset = dataset_factory.get_dataset('voc', split, records_dir)
-    results = eval_ssd_network.evaluate(
+    results = evaluator.evaluate(
         train_dir, dataset, os.path.join(FLAGS.work_dir, 'eval_' + split))
     maps[split] = results
     print('%s: mAP VOC07 %s, VOC12 %s on %d images' % (

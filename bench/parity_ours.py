@@ -15,7 +15,7 @@ normalised network input, NCHW) and writes ours.npz and ours.json there:
     --clean_images subset, the positives per image, and every variable's
     gradient norm (keyed by torchvision's state_dict names).
 The network is built as evaluation and training build it
-(`utils.inference.detection.load_network`, `make_saver`), all float32.
+(`utils.inference.detection.load_network`, `restore_detector`), all float32.
 """
 import argparse
 import json
@@ -36,6 +36,7 @@ import tf_slim as slim  # noqa: E402
 from nets import anchor_generator  # noqa: E402
 from utils.checkpointing import checkpoint_import  # noqa: E402
 from utils.inference import detection  # noqa: E402
+from utils.inference import saved_model  # noqa: E402
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 _v1 = tf.compat.v1
@@ -86,9 +87,9 @@ def head_outputs(checkpoint_path, ssd_net, inputs, encoded):
         tf.constant(encoded), ssd_net, MODEL_NAME)
     placeholder = _v1.placeholder(tf.float32, [None, 300, 300, 3])
     logits, localisations = build_net(ssd_net, placeholder, False)
-    saver = detection.make_saver(checkpoint_path, model_scope=MODEL_NAME)
     with _v1.Session() as session:
-      saver.restore(session, checkpoint_path)
+      detection.restore_detector(session, checkpoint_path,
+                                 model_name=MODEL_NAME)
       own = session.run(own_inputs)
       on_theirs = session.run([logits, localisations], {placeholder: inputs})
       on_ours = session.run([logits, localisations], {placeholder: own})
@@ -99,9 +100,9 @@ def exported_detections(export_dir, encoded):
   """The SavedModel's outputs for the batch of encoded images."""
   with tf.Graph().as_default(), _v1.Session() as session:
     meta = _v1.saved_model.loader.load(session, ['serve'], export_dir)
-    signature = meta.signature_def['serving_default']
-    names = {key: value.name for key, value in signature.outputs.items()}
-    feed = {signature.inputs['encoded_images'].name: encoded}
+    serving = meta.signature_def[saved_model.SIGNATURE_NAME]
+    names = {key: value.name for key, value in serving.outputs.items()}
+    feed = {serving.inputs[saved_model.INPUT_NAME].name: encoded}
     return session.run(names, feed)
 
 
@@ -154,9 +155,9 @@ def training_terms(checkpoint_path, ssd_net, inputs, photos, clean):
           'terms': terms._asdict(),
           'gradient_norms': {key_of[v.op.name]: tf.norm(g)
                              for v, g in zip(variables, gradients)}}
-    saver = detection.make_saver(checkpoint_path, model_scope=MODEL_NAME)
     with _v1.Session() as session:
-      saver.restore(session, checkpoint_path)
+      detection.restore_detector(session, checkpoint_path,
+                                 model_name=MODEL_NAME)
       return session.run(fetches)
 
 

@@ -28,13 +28,13 @@ import tf_slim as slim
 from datasets import dataset_factory
 import demo_ssd
 import detection_fixtures as helpers
-import eval_ssd_network
-import export_ssd_network
 from nets import nets_factory
 from nets import ssd_vgg_300
 from utils.checkpointing import checkpoints
 from utils.inference import detection
+from utils.inference import saved_model
 from utils.common import run_directory
+from utils.evaluation import evaluator
 from utils.trainer import training
 
 from cluster_fixtures import assert_clean_exit
@@ -271,9 +271,9 @@ def test_evaluation_reads_batch_norm_and_normalises_with_the_moving_stats(
 
   def evaluate(checkpoint, name):
     eval_dir = str(tmp_path / name)
-    results = eval_ssd_network.evaluate(checkpoint, dataset, eval_dir,
-                                        settings=SETTINGS, batch_size=1,
-                                        max_num_batches=1)
+    results = evaluator.evaluate(checkpoint, dataset, eval_dir,
+                                 settings=SETTINGS, batch_size=1,
+                                 max_num_batches=1)
     return results, comp4_detections(eval_dir)
 
   results, detections = evaluate(bn_run, 'eval')
@@ -320,7 +320,7 @@ def test_inference_normalises_with_the_moving_statistics(bn_run, variants):
 
 def test_export_holds_and_uses_the_moving_statistics(bn_run, tmp_path):
   export_dir = str(tmp_path / 'export')
-  export_ssd_network.export(bn_run, export_dir, settings=SETTINGS)
+  saved_model.export(bn_run, export_dir, settings=SETTINGS)
   # The SavedModel's variables are the checkpoint's batch norms.
   saved = batch_norms(checkpoint_values(bn_run))
   exported = batch_norms(checkpoint_values(

@@ -1,5 +1,6 @@
-"""End-to-end tests of eval_ssd_network.py on a checkpoint with known
-detections (see detection_fixtures) and a hand-made three-image split.
+"""End-to-end tests of evaluation (utils.evaluation.evaluator and the
+eval_ssd_network.py program) on a checkpoint with known detections (see
+detection_fixtures) and a hand-made three-image split.
 
 Every image gets a cat (label 1) at SQUARE_BOX scoring 0.9 and a dog
 (label 2) at TALL_BOX scoring 0.6; the checkpoint's moving averages detect a
@@ -35,10 +36,10 @@ import tensorflow as tf
 
 from datasets import dataset_factory
 from nets import nets_factory
-import eval_ssd_network
 import detection_fixtures as helpers
 from utils.checkpointing import checkpoints
 from utils.common import drawing
+from utils.evaluation import evaluator
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -134,15 +135,15 @@ def test_decodes_with_the_anchors_of_ssd_params(checkpoint_dir, dataset_dir,
   nets_factory.write_ssd_params(train_dir, 'ssd_300_vgg', params._replace(
       anchor_sizes=params.anchor_sizes[:-1] + ((240., 315.),)))
   eval_dir = str(tmp_path / 'eval')
-  eval_ssd_network.evaluate(train_dir, _dataset(dataset_dir), eval_dir,
-                            batch_size=1, max_num_batches=1)
+  evaluator.evaluate(train_dir, _dataset(dataset_dir), eval_dir,
+                     batch_size=1, max_num_batches=1)
   cats = _read_comp4(os.path.join(eval_dir, 'comp4_det_val_cat.txt'))
   assert [float(value) for value in cats[0][2:]] == pytest.approx(
       [20., 10., 180., 90.], abs=0.01)
 
 
 def test_moving_averages_and_max_num_batches(checkpoint_dir, dataset_dir):
-  results = eval_ssd_network.evaluate(
+  results = evaluator.evaluate(
       checkpoint_dir, _dataset(dataset_dir), moving_average_decay=0.99,
       batch_size=1, max_num_batches=1)
   assert results['num_images'] == 1
@@ -154,13 +155,12 @@ def test_moving_averages_and_max_num_batches(checkpoint_dir, dataset_dir):
 def test_class_count_mismatch(checkpoint_dir, dataset_dir):
   with pytest.raises(checkpoints.CheckpointError,
                      match=r'predicts 4 classes .* --num_classes has 3'):
-    eval_ssd_network.evaluate(checkpoint_dir, _dataset(dataset_dir),
-                              num_classes=3)
+    evaluator.evaluate(checkpoint_dir, _dataset(dataset_dir), num_classes=3)
 
 
 def test_missing_checkpoint(tmp_path, dataset_dir):
   with pytest.raises(checkpoints.CheckpointError, match='No checkpoint'):
-    eval_ssd_network.evaluate(str(tmp_path), _dataset(dataset_dir))
+    evaluator.evaluate(str(tmp_path), _dataset(dataset_dir))
 
 
 def test_command_line_writes_every_output(checkpoint_dir, dataset_dir,

@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 import detection_fixtures as helpers
-import export_ssd_network
 from utils.inference import detection
+from utils.inference import saved_model
 
 openvino = pytest.importorskip(
     'openvino', reason='optional serving extra not installed: pip install -r '
@@ -38,7 +38,7 @@ def _by_box(outputs, index):
 
 def test_openvino_detections_equal_the_saved_model(checkpoint_dir, tmp_path):
   export_dir = str(tmp_path / 'export')
-  export_ssd_network.export(checkpoint_dir, export_dir, settings=SETTINGS)
+  saved_model.export(checkpoint_dir, export_dir, settings=SETTINGS)
   images = [cv2.imencode(extension, helpers.gray_image(*size, seed=seed))[1]
             .tobytes() for extension, size, seed in
             (('.png', (100, 200), 1), ('.jpg', (160, 120), 2))]

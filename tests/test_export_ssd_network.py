@@ -1,5 +1,6 @@
-"""Tests of export_ssd_network.py: the SavedModel, loaded by TensorFlow 2
-alone, finds the detections of the demo.
+"""Tests of the export (utils.inference.saved_model, export_ssd_network.py):
+the SavedModel, loaded by TensorFlow 2 alone, finds the detections of the
+demo.
 
 The checkpoint keeps random class-head weights (detection_fixtures,
 random_weights=True), so the detections depend on the pixels: equal
@@ -18,10 +19,10 @@ import tensorflow as tf
 from datasets import dataset_utils
 from datasets import voc_common
 import demo_ssd
-import export_ssd_network
 import detection_fixtures as helpers
 from utils.checkpointing import checkpoints
 from utils.inference import detection
+from utils.inference import saved_model
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = detection.DetectionSettings(select_threshold=0.01, keep_top_k=20,
@@ -101,20 +102,19 @@ def test_saved_model_finds_the_demo_detections(checkpoint_dir, tmp_path):
 
 def test_bad_arguments(checkpoint_dir, tmp_path):
   with pytest.raises(ValueError, match='already exists'):
-    export_ssd_network.export(checkpoint_dir, str(tmp_path))
+    saved_model.export(checkpoint_dir, str(tmp_path))
   with pytest.raises(checkpoints.CheckpointError,
                      match='predicts 4 classes .* labels file .* has 2'):
-    export_ssd_network.export(checkpoint_dir, str(tmp_path / 'export'),
-                              labels_path=_labels_file(tmp_path, ['cat']))
+    saved_model.export(checkpoint_dir, str(tmp_path / 'export'),
+                       labels_path=_labels_file(tmp_path, ['cat']))
   with pytest.raises(ValueError, match='cannot read labels file'):
-    export_ssd_network.export(checkpoint_dir, str(tmp_path / 'export'),
-                              labels_path=str(tmp_path / 'missing.txt'))
+    saved_model.export(checkpoint_dir, str(tmp_path / 'export'),
+                       labels_path=str(tmp_path / 'missing.txt'))
   regular_file = tmp_path / 'file'
   regular_file.write_text('')
   with pytest.raises(ValueError, match='--export_dir .*: cannot create the '
                      'folder (.*file is a file, not a folder)'):
-    export_ssd_network.export(checkpoint_dir,
-                              str(regular_file / 'ssd' / '1'))
+    saved_model.export(checkpoint_dir, str(regular_file / 'ssd' / '1'))
 
 
 def test_bfloat16_export_keeps_its_precision_in_the_graph(checkpoint_dir,
@@ -122,9 +122,8 @@ def test_bfloat16_export_keeps_its_precision_in_the_graph(checkpoint_dir,
   # Every detection above 0.5 (no keep_top_k cut among near-ties).
   settings = detection.DetectionSettings(select_threshold=0.5)
   export_dir = str(tmp_path / 'bf16')
-  export_ssd_network.export(checkpoint_dir, export_dir,
-                            settings=settings._replace(
-                                precision='mixed_bfloat16'))
+  saved_model.export(checkpoint_dir, export_dir, settings=settings._replace(
+      precision='mixed_bfloat16'))
   image = tmp_path / 'wide.png'
   cv2.imwrite(str(image), helpers.gray_image(100, 200, seed=1))
   serve = tf.saved_model.load(export_dir).signatures['serving_default']

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from datasets import dataset_factory
-import eval_ssd_network
+from utils.evaluation import evaluator
 
 from conftest import PROJECT_ROOT
 
@@ -59,7 +59,7 @@ def logdir(tmp_path_factory, sample_dataset_dir):
   _train(train_dir, sample_dataset_dir)
   eval_dir = os.path.join(train_dir, 'eval')
   dataset = dataset_factory.get_dataset('voc', 'val', sample_dataset_dir)
-  results = eval_ssd_network.evaluate(
+  results = evaluator.evaluate(
       train_dir, dataset, eval_dir, batch_size=2, max_num_batches=1,
       num_summary_images=2)
   return train_dir, results

@@ -1,2 +1,3 @@
-"""Scoring detections: VOC and COCO metrics and the evaluator that runs a
-checkpoint over a dataset."""
+"""Scoring detections: VOC and COCO metrics, the evaluator that runs a
+checkpoint over a dataset, the best checkpoint and early stopping, and
+which checkpoints to evaluate."""

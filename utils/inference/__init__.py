@@ -1,2 +1,2 @@
 """The detector shared by evaluation, the demo and export (TensorFlow and
-OpenVINO)."""
+OpenVINO), and the exported SavedModel."""

@@ -11,16 +11,20 @@ Output boxes are normalised (ymin, xmin, ymax, xmax) in the original image;
 
 The network is the one the checkpoint was trained as: `load_network` reads
 the SSD parameters (anchors, image shape...) training saved inside the
-checkpoint (or, for older checkpoints, beside it in `ssd_params.json`), so
-every model is decoded with its own anchors, even a checkpoint copied away
-from its run directory; with neither, the defaults and the checkpoint's
-class count.
+checkpoint (or beside it, in `ssd_params.json`), so every model is decoded
+with its own anchors, even a checkpoint copied away from its run directory;
+with neither, the defaults and the checkpoint's class count.
 
+Every user of a checkpoint goes the same way:
+  checkpoint_path, ssd_net = load_network(checkpoint_path, ...)
+  (a graph with the network of ssd_net: `detect`, `network_outputs`)
+  restore_detector(session, checkpoint_path, moving_average_decay)
 Checkpoints are checked before anything is built: `load_network` compares
 the number of classes the checkpoint's class heads predict with what the
-caller expects (labels file, dataset), and `make_saver` checks the variables
-to restore with `utils.checkpointing.checkpoints` (and the moving averages with
---moving_average_decay).
+caller expects (labels file, dataset), and `restore_detector` (through
+`make_saver`) checks the variables to restore with
+`utils.checkpointing.checkpoints` (and the moving averages with
+--moving_average_decay) before restoring them.
 """
 import collections
 import os
@@ -410,6 +414,29 @@ def detections_in_images(classes, scores, bboxes, bbox_imgs):
   return {'classes': classes, 'scores': scores, 'bboxes': bboxes,
           'num_detections': tf.reduce_sum(tf.cast(detected, tf.int32),
                                           axis=1)}
+
+
+def restore_detector(session, checkpoint_path, moving_average_decay=None,
+                     model_name='ssd_300_vgg'):
+  """Restores the network in the session's graph from the checkpoint.
+
+  The network is the one `load_network` gave for this checkpoint, already
+  built in the session's graph (by `detect` or `network_outputs`).
+
+  Args:
+    session: a tf.compat.v1 Session on the graph of the network.
+    checkpoint_path: the checkpoint prefix (`load_network`'s).
+    moving_average_decay: if set, restore the moving averages of the
+      weights (see `make_saver`).
+    model_name: network name (its variable scope).
+
+  Raises:
+    CheckpointError: variables missing from the checkpoint or of another
+      shape, named with the fix (see `make_saver`).
+  """
+  with session.graph.as_default():
+    saver = make_saver(checkpoint_path, moving_average_decay, model_name)
+  saver.restore(session, checkpoint_path)
 
 
 def make_saver(checkpoint_path, moving_average_decay=None,

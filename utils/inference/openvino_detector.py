@@ -22,13 +22,10 @@ import tempfile
 import tensorflow as tf
 
 from utils.inference import detection
+from utils.inference import saved_model
 
 _v1 = tf.compat.v1
 
-# The exported SavedModel's output names (export_ssd_network.OUTPUT_NAMES).
-OUTPUT_NAMES = {'bboxes': 'detection_boxes', 'classes': 'detection_classes',
-                'scores': 'detection_scores',
-                'num_detections': 'num_detections'}
 INSTALL_HINT = ('OpenVINO is not installed: pip install -r '
                 'requirements-serve.txt')
 
@@ -59,10 +56,9 @@ def _frozen_network(ssd_net, checkpoint_path, model_name,
                for layer in predictions], axis=1, name='class_probabilities')
     tf.concat([tf.reshape(layer, [batch, -1, 4]) for layer in localisations],
               axis=1, name='box_encodings')
-    saver = detection.make_saver(checkpoint_path, moving_average_decay,
-                                 model_name)
     with _v1.Session(graph=graph) as session:
-      saver.restore(session, checkpoint_path)
+      detection.restore_detector(session, checkpoint_path,
+                                 moving_average_decay, model_name)
       graph_def = _v1.graph_util.convert_variables_to_constants(
           session, graph.as_graph_def(),
           ['class_probabilities', 'box_encodings'])
@@ -161,7 +157,8 @@ class OpenVINODetector(object):
     detections = self._session.run(self._detections, {
         self._probabilities: probabilities, self._encodings: encodings,
         self._bbox_input: bbox_imgs})
-    return {OUTPUT_NAMES[key]: value for key, value in detections.items()}
+    return {saved_model.OUTPUT_NAMES[key]: value
+            for key, value in detections.items()}
 
   def close(self):
     self._session.close()
