@@ -30,7 +30,6 @@ import demo_ssd
 import detection_fixtures as helpers
 from nets import nets_factory
 from nets import ssd_vgg_300
-from utils.checkpointing import checkpoints
 from utils.inference import detection
 from utils.inference import saved_model
 from utils.common import run_directory

@@ -6,7 +6,7 @@ process or a real signal).  `test_every_case_has_its_test` keeps the list
 honest: a test renamed or deleted fails here, naming the case.
 
 The tests further down run train_ssd_network.py end to end on the cases the
-library tests (tests/test_checkpoints.py) cannot prove alone: that the
+library tests (tests/test_checkpoints.py, test_resume.py) cannot prove alone: that the
 script resumes through those checks, and says so in one line.
 """
 import ast
@@ -24,6 +24,7 @@ import tensorflow as tf
 from nets import nets_factory
 from nets import ssd_vgg_300
 from utils.checkpointing import checkpoints
+from utils.checkpointing import checkpoint_saver
 from utils.inference import detection
 from utils.common import run_directory
 from utils.common import run_lock
@@ -49,11 +50,11 @@ MATRIX = [
      'test_a_failed_swap_puts_the_old_files_back'),
     ('train_dir copied (cp -r) or moved (mv)',
      'relative index; resumes from its own files',
-     'tests/test_checkpoints.py::TestResume::'
+     'tests/test_resume.py::TestResume::'
      'test_copied_or_moved_run_directory_resumes_from_its_own_files'),
     ('a copy of an old run whose index holds absolute paths',
      'resumes from the copy, warns, rewrites the index',
-     'tests/test_checkpoints.py::TestResume::'
+     'tests/test_resume.py::TestResume::'
      'test_an_old_absolute_index_in_a_copy_is_read_from_the_copy'),
     ('the training script resumes in a moved train_dir',
      'resumes from the moved files',
@@ -62,7 +63,7 @@ MATRIX = [
     # --- Resume checks what it finds.
     ('train_dir checkpoint of another class count',
      'error naming each variable, both shapes and the fix',
-     'tests/test_checkpoints.py::TestResume::'
+     'tests/test_resume.py::TestResume::'
      'test_another_class_count_names_the_variables_and_the_fix'),
     ('the same through the training script',
      'one error before the first step',
@@ -70,7 +71,7 @@ MATRIX = [
      'test_resume_with_another_class_count_fails_before_training'),
     ('train_dir checkpoint of another optimizer',
      'error naming the missing variables and flags',
-     'tests/test_checkpoints.py::TestResume::'
+     'tests/test_resume.py::TestResume::'
      'test_missing_variables_name_the_flags'),
     ('truncated data, flipped bytes, damaged or empty index',
      'the file at fault is named',
@@ -82,11 +83,11 @@ MATRIX = [
      'test_a_corrupt_pretrained_checkpoint_fails_before_training'),
     ('corrupt newest checkpoint in train_dir',
      'warning naming it, set aside, resume from the newest readable',
-     'tests/test_checkpoints.py::TestResume::'
+     'tests/test_resume.py::TestResume::'
      'test_falls_back_to_the_newest_readable_checkpoint'),
     ('every checkpoint in train_dir corrupt',
      'error, never a silent fresh start',
-     'tests/test_checkpoints.py::TestResume::'
+     'tests/test_resume.py::TestResume::'
      'test_no_readable_checkpoint_is_an_error_not_a_fresh_start'),
     ('the training script meets a corrupt newest checkpoint',
      'falls back with a warning and trains on',
@@ -125,11 +126,11 @@ MATRIX = [
     ('the disk fills up during a save (a real 1 MB tmpfs)',
      'one line naming the directory and the space needed; partial files '
      'removed',
-     'tests/test_checkpoints.py::TestDiskFull::'
+     'tests/test_checkpoint_saver.py::TestDiskFull::'
      'test_a_full_disk_is_one_line_and_leaves_no_partial_file'),
     ('partial .tempstate files of a killed save',
      'removed at start',
-     'tests/test_checkpoints.py::TestResume::'
+     'tests/test_resume.py::TestResume::'
      'test_leftovers_of_a_killed_save_are_removed'),
     ('the training script fills its disk while checkpointing',
      'one error line, no partial file left',
@@ -182,7 +183,7 @@ MATRIX = [
      'test_two_different_checkpoints_are_an_error_listing_them'),
     ("TF-slim's vgg_16.ckpt",
      'scope vgg_16 and the SSD-only exclusions set, logged',
-     'tests/test_checkpoints.py::TestVgg16Detection::'
+     'tests/test_warm_start.py::TestVgg16Detection::'
      'test_vgg16_gets_its_scope_and_the_ssd_only_exclusions'),
     ("vgg_16.ckpt the only one in ckpt/pre_trained, no flags",
      'the training library restores its 26 convolution variables',
@@ -397,7 +398,7 @@ def step_1_run(tmp_path_factory, sample_dataset_dir):
     with v1.Session(config=train_tools.session_config(deploy_config)) as sess:
       sess.run(v1.global_variables_initializer())
       sess.run(tensors.global_step.assign(1))
-      checkpoints.CheckpointSaver().save(
+      checkpoint_saver.CheckpointSaver().save(
           sess, os.path.join(train_dir, 'model.ckpt'), global_step=1)
   return train_dir
 
@@ -780,7 +781,7 @@ def test_an_older_checkpoint_without_parameters_resumes(
     tensors, deploy_config = build_graph(config)
     assert training.make_init_fn(str(tmp_path / 'run'), config.model,
                                  _run_ssd_net(config)) is None
-    saver = checkpoints.CheckpointSaver()
+    saver = checkpoint_saver.CheckpointSaver()
     with v1.Session(config=train_tools.session_config(deploy_config)) as sess:
       saver.restore(sess, old)
       step, params_value = sess.run([tensors.global_step,

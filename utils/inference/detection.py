@@ -43,6 +43,8 @@ from preprocessing import ssd_vgg_preprocessing
 from preprocessing import tf_image
 from utils.common import box_ops
 from utils.checkpointing import checkpoints
+from utils.checkpointing import warm_start
+from utils.checkpointing import resume
 from utils.common import paths
 from utils.common import platform_info
 
@@ -250,13 +252,13 @@ def load_network(checkpoint_path, model_name='ssd_300_vgg', num_classes=None,
 
 def saved_ssd_params(checkpoint_path, model_name='ssd_300_vgg'):
   """(SSDParams, where they were read) of the checkpoint
-  (`checkpoints.saved_ssd_params`: its own, else its ssd_params.json), or
+  (`resume.saved_ssd_params`: its own, else its ssd_params.json), or
   (None, None) when nothing says.
 
   Raises:
     CheckpointError: unreadable parameters, or written for another model.
   """
-  saved = checkpoints.saved_ssd_params(checkpoint_path, model_name)
+  saved = resume.saved_ssd_params(checkpoint_path, model_name)
   if saved is None:
     return None, None
   saved_model_name, params, where = saved
@@ -444,7 +446,7 @@ def make_saver(checkpoint_path, moving_average_decay=None,
   """A Saver restoring the model variables of the default graph.
 
   The variables are checked against the checkpoint by
-  `utils.checkpointing.checkpoints.variables_to_restore` (names and shapes, each mismatch
+  `utils.checkpointing.warm_start.variables_to_restore` (names and shapes, each mismatch
   named); with moving averages, their presence is checked too.
 
   Args:
@@ -458,7 +460,7 @@ def make_saver(checkpoint_path, moving_average_decay=None,
     CheckpointError: variables missing from the checkpoint or of another
       shape, named with the fix.
   """
-  restore_map, _ = checkpoints.variables_to_restore(model_scope,
+  restore_map, _ = warm_start.variables_to_restore(model_scope,
                                                     checkpoint_path)
   if not moving_average_decay:
     return _v1.train.Saver(restore_map)

@@ -39,6 +39,9 @@ from preprocessing import preprocessing_factory
 from preprocessing import visualization
 from utils.checkpointing import checkpoint_import
 from utils.checkpointing import checkpoints
+from utils.checkpointing import warm_start
+from utils.checkpointing import checkpoint_saver
+from utils.checkpointing import resume
 from utils.common import paths
 from utils.common import run_directory
 from utils.common import run_lock
@@ -946,7 +949,7 @@ def make_init_fn(train_dir, model, ssd_net=None):
   """Initialisation from model.checkpoint_path, unless train_dir resumes.
 
   Call it once the graph is built: a checkpoint to resume from is checked
-  against its variables (utils.checkpointing.checkpoints.resume_checkpoint).
+  against its variables (utils.checkpointing.resume.resume_checkpoint).
 
   Args:
     train_dir: the run's directory; a checkpoint there is resumed from.
@@ -957,7 +960,7 @@ def make_init_fn(train_dir, model, ssd_net=None):
   Returns:
     The init_fn(session) of slim.learning.train, or None.
   """
-  resume_from = checkpoints.resume_checkpoint(
+  resume_from = resume.resume_checkpoint(
       train_dir, model_params=(model.model_name, ssd_net.params)
       if ssd_net is not None else None)
   if resume_from:
@@ -969,10 +972,10 @@ def make_init_fn(train_dir, model, ssd_net=None):
     logging.info('No checkpoint to start from: training from scratch.')
     return None
   checkpoint_path = checkpoints.resolve_checkpoint_path(checkpoint_path)
-  checkpoint_model_scope, exclude_scopes = checkpoints.pretrained_settings(
+  checkpoint_model_scope, exclude_scopes = warm_start.pretrained_settings(
       checkpoint_path, ssd_net, model.model_name, model.checkpoint_model_scope,
       model.checkpoint_exclude_scopes)
-  return checkpoints.get_init_fn(
+  return warm_start.get_init_fn(
       model.model_name, checkpoint_path, checkpoint_model_scope,
       exclude_scopes, model.ignore_missing_vars,
       derived_values=reduced_fc_init(model, checkpoint_path,
@@ -1197,7 +1200,7 @@ def _build_and_train(config, ssd_net, dataset, input_fn):
                                    dataset.num_samples)
     init_fn = (make_init_fn(config.logging.train_dir, config.model, ssd_net)
                if deployment.is_chief else None)
-    saver = checkpoints.CheckpointSaver(
+    saver = checkpoint_saver.CheckpointSaver(
         max_to_keep=config.logging.max_to_keep,
         keep_checkpoint_every_n_hours=(
             config.logging.keep_checkpoint_every_n_hours))
