@@ -25,7 +25,7 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT_ROOT)
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-import demo_ssd
+from utils.inference import demo
 from datasets import dataset_factory
 from datasets import pascalvoc_to_tfrecords
 from datasets import voc_common
@@ -141,7 +141,7 @@ def main(unused_argv):
 
   demo_images = [os.path.join(FLAGS.dataset_dir, 'JPEGImages', i + '.jpg')
                  for i in (image_ids['train'][0], image_ids['val'][0])]
-  demo_ssd.run(train_dir, demo_images, os.path.join(FLAGS.work_dir, 'demo'),
+  demo.run(train_dir, demo_images, os.path.join(FLAGS.work_dir, 'demo'),
                os.path.join(records_dir, 'labels.txt'))
   print('wall time: %.1f min (training %.1f min)' % (
       (time.time() - start) / 60, train_seconds / 60))

@@ -26,7 +26,7 @@ from utils.common import tf_compat  # noqa: F401  (before tf_slim: restores the 
 import tf_slim as slim
 
 from datasets import dataset_factory
-import demo_ssd
+from utils.inference import demo
 import detection_fixtures as helpers
 from nets import nets_factory
 from nets import ssd_vgg_300
@@ -55,6 +55,9 @@ NUM_BATCH_NORMS = 13 + 2 + 8
 BN_KINDS = ('beta', 'gamma', 'moving_mean', 'moving_variance')
 EPSILON = 1e-3  # slim.batch_norm's default.
 SETTINGS = detection.DetectionSettings(select_threshold=0.01, keep_top_k=20)
+
+# Every test here starts from a training run of the script (bn_run).
+pytestmark = pytest.mark.slow
 
 
 def train(train_dir, dataset_dir, *flags):
@@ -344,7 +347,7 @@ def test_export_holds_and_uses_the_moving_statistics(bn_run, tmp_path):
   cv2.imwrite(str(image), helpers.gray_image(120, 200, seed=4))
   outputs = {key: value.numpy()[0] for key, value in serve(
       encoded_images=tf.constant(image.read_bytes())).items()}
-  expected, = demo_ssd.detect(bn_run, [str(image)], settings=SETTINGS)
+  expected, = demo.detect(bn_run, [str(image)], settings=SETTINGS)
   assert outputs['num_detections'] == len(expected.classes) == (
       SETTINGS.keep_top_k)
   np.testing.assert_array_equal(outputs['detection_classes'],
@@ -355,7 +358,6 @@ def test_export_holds_and_uses_the_moving_statistics(bn_run, tmp_path):
                              atol=1e-5)
 
 
-@pytest.mark.slow
 def test_sync_replicas_update_the_moving_statistics(make_cluster,
                                                     sample_dataset_dir):
   """1 ps and 1 worker with --sync_replicas (one gradient a round): each

@@ -369,6 +369,7 @@ def _file_bytes(folder):
           if path.is_file()}
 
 
+@pytest.mark.slow
 def test_failed_reconversion_keeps_the_previous_dataset(tmp_path):
   """A re-run that stops on a bad image deletes nothing."""
   voc, out = tmp_path / 'voc', tmp_path / 'out'
@@ -407,6 +408,7 @@ def test_reconversion_replaces_old_shards_and_stale_staging(tmp_path):
   assert len(support.read_examples(out, metadata)) == 5
 
 
+@pytest.mark.slow
 def test_a_conversion_to_a_name_in_use_is_refused_naming_the_holder(
     tmp_path):
   voc, out = tmp_path / 'voc', tmp_path / 'out'
@@ -464,6 +466,7 @@ def test_output_under_a_regular_file_is_a_conversion_error(tmp_path):
             else 'File exists'))
 
 
+@pytest.mark.slow
 def test_skip_bad_skips_unknown_classes_and_names_them(tmp_path):
   """--skip_bad skips images of unknown classes."""
   voc, out = tmp_path / 'voc', tmp_path / 'out'
@@ -642,6 +645,7 @@ def _tool_written_xml(filename, name=' cat ', xmin='12.5'):
   ).encode()
 
 
+@pytest.mark.slow
 def test_files_as_labelling_tools_and_editors_write_them(tmp_path):
   voc, out = tmp_path / 'voc', tmp_path / 'out'
   support.write_image(voc, 'IMG_1.JPG', support.random_image(0))
@@ -674,6 +678,7 @@ def test_files_as_labelling_tools_and_editors_write_them(tmp_path):
   assert convert(voc, out, split='train')['num_samples'] == 2
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_keeps_the_previous_dataset(
     tmp_path, mount_tmpfs):
   voc = tmp_path / 'voc'

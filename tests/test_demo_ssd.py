@@ -1,7 +1,7 @@
-"""Tests of demo_ssd.py on a checkpoint with known detections (see
-detection_fixtures): in every image a cat (label 1) at SQUARE_BOX scoring
-0.9 and a dog (label 2) at TALL_BOX scoring 0.6, boxes in the 300x300
-network input."""
+"""Tests of demo_ssd.py and its library (utils/inference/demo.py) on a
+checkpoint with known detections (see detection_fixtures): in every image
+a cat (label 1) at SQUARE_BOX scoring 0.9 and a dog (label 2) at TALL_BOX
+scoring 0.6, boxes in the 300x300 network input."""
 import fcntl
 import glob
 import os
@@ -21,10 +21,10 @@ import tf_slim as slim
 
 from datasets import dataset_utils
 from datasets import voc_common
-import demo_ssd
 from nets import nets_factory
 import detection_fixtures as helpers
 from utils.checkpointing import checkpoints
+from utils.inference import demo
 from utils.inference import detection
 from utils.common import drawing
 
@@ -58,7 +58,7 @@ def labels_dir(tmp_path_factory):
 
 
 def test_pad_resize_maps_boxes_to_the_original_image(checkpoint_dir, images):
-  wide, tall = demo_ssd.detect(
+  wide, tall = demo.detect(
       checkpoint_dir, images,
       settings=detection.DetectionSettings(select_threshold=0.5,
                                            resize='pad'))
@@ -76,6 +76,7 @@ def test_pad_resize_maps_boxes_to_the_original_image(checkpoint_dir, images):
                              atol=1e-5)
 
 
+@pytest.mark.slow
 def test_command_line_prints_and_draws(checkpoint_dir, images, labels_dir,
                                        tmp_path):
   output_dir = str(tmp_path / 'out')
@@ -113,9 +114,9 @@ def test_unreadable_image(checkpoint_dir, tmp_path):
   bad = tmp_path / 'bad.jpg'
   bad.write_bytes(b'not a JPEG')
   with pytest.raises(ValueError, match='cannot read image .*bad.jpg'):
-    demo_ssd.detect(checkpoint_dir, [str(bad)])
+    demo.detect(checkpoint_dir, [str(bad)])
   with pytest.raises(ValueError, match='image .*missing.jpg does not exist'):
-    demo_ssd.run(checkpoint_dir, [str(tmp_path / 'missing.jpg')],
+    demo.run(checkpoint_dir, [str(tmp_path / 'missing.jpg')],
                  str(tmp_path / 'out'))
 
 
@@ -125,10 +126,10 @@ def test_labels_that_do_not_fit_the_checkpoint(checkpoint_dir, images,
                                  str(tmp_path))
   with pytest.raises(checkpoints.CheckpointError,
                      match='predicts 4 classes .* the labels has 3'):
-    demo_ssd.run(checkpoint_dir, images, str(tmp_path / 'out'),
+    demo.run(checkpoint_dir, images, str(tmp_path / 'out'),
                  str(tmp_path / 'labels.txt'))
   with pytest.raises(checkpoints.CheckpointError, match='does not exist'):
-    demo_ssd.detect(str(tmp_path / 'model.ckpt-1'), images)
+    demo.detect(str(tmp_path / 'model.ckpt-1'), images)
 
 
 def _build_network(num_classes):
@@ -172,7 +173,7 @@ def folder_with_bad_files(tmp_path_factory):
 def test_bad_files_in_a_folder_are_skipped_and_counted(
     checkpoint_dir, folder_with_bad_files, tmp_path):
   output_dir = tmp_path / 'out'
-  results, problems = demo_ssd.run(checkpoint_dir, [folder_with_bad_files],
+  results, problems = demo.run(checkpoint_dir, [folder_with_bad_files],
                                    str(output_dir))
   assert [os.path.basename(r.path) for r in results] == ['cut.jpg',
                                                          'good.png']
@@ -183,14 +184,15 @@ def test_bad_files_in_a_folder_are_skipped_and_counted(
   assert all(p.path in p.message for p in problems)
   # Strict (problems=None, what run(strict=True) passes): the first bad
   # file stops the reading.
-  files = demo_ssd.list_images([folder_with_bad_files])
+  files = demo.list_images([folder_with_bad_files])
   with pytest.raises(ValueError, match='cannot read image .*bad.jpg'):
-    list(demo_ssd.read_images(files))
+    list(demo.read_images(files))
   with pytest.raises(ValueError, match='cut.jpg is a truncated JPEG'):
-    list(demo_ssd.read_images([os.path.join(folder_with_bad_files,
+    list(demo.read_images([os.path.join(folder_with_bad_files,
                                             'cut.jpg')]))
 
 
+@pytest.mark.slow
 def test_a_demo_that_could_read_no_image_fails(checkpoint_dir, tmp_path):
   folder = tmp_path / 'unreadable'
   folder.mkdir()
@@ -209,6 +211,7 @@ def test_a_demo_that_could_read_no_image_fails(checkpoint_dir, tmp_path):
   assert os.listdir(str(output_dir)) == []
 
 
+@pytest.mark.slow
 def test_command_line_on_a_terminal_warns_by_name_with_a_progress_bar(
     checkpoint_dir, folder_with_bad_files, tmp_path):
   # stdout and stderr on a pseudo-terminal, as in an interactive shell.
@@ -241,6 +244,7 @@ def test_command_line_on_a_terminal_warns_by_name_with_a_progress_bar(
   assert '4/4' in output and 'image/s' in output  # The progress bar.
 
 
+@pytest.mark.slow
 def test_output_dir_under_a_regular_file(checkpoint_dir, images, tmp_path):
   regular_file = tmp_path / 'file'
   regular_file.write_text('')
@@ -277,7 +281,7 @@ def test_each_model_is_decoded_with_its_own_anchors(checkpoint_dir, images,
       anchor_sizes=default_sizes[:5] + ((150., 315.),)).params
   nets_factory.write_ssd_params(os.path.dirname(prefix), 'ssd_300_vgg',
                                 params)
-  wide, _ = demo_ssd.detect(prefix, images)
+  wide, _ = demo.detect(prefix, images)
   np.testing.assert_array_equal(wide.classes, [1, 2])
   np.testing.assert_allclose(
       wide.bboxes, [[0.25, 0.25, 0.75, 0.75],
@@ -288,10 +292,10 @@ def test_each_model_is_decoded_with_its_own_anchors(checkpoint_dir, images,
                                 params._replace(num_classes=3))
   with pytest.raises(checkpoints.CheckpointError,
                      match='predicts 4 classes but the ssd_params.json'):
-    demo_ssd.detect(prefix, images)
+    demo.detect(prefix, images)
   with open(os.path.join(os.path.dirname(prefix), 'ssd_params.json'),
             'w') as broken:
     broken.write('{')
   with pytest.raises(checkpoints.CheckpointError,
                      match='cannot read SSD parameters'):
-    demo_ssd.detect(prefix, images)
+    demo.detect(prefix, images)

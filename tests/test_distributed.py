@@ -369,6 +369,7 @@ def stub_tasks(tmp_path):
   tasks.kill_all()
 
 
+@pytest.mark.slow
 def test_mismatched_worker_fails_naming_both_lists_chief_and_ps_stop(
     stub_tasks):
   """The mismatched worker stops at once; the chief, blocked in its loop,
@@ -405,6 +406,7 @@ def test_mismatched_worker_fails_naming_both_lists_chief_and_ps_stop(
   assert 'SIGINT: ps task 0 stops.' in stub_tasks.log('ps0')
 
 
+@pytest.mark.slow
 def test_a_ps_with_other_worker_hosts_fails_and_an_absent_ps_times_out(
     stub_tasks):
   hosts = loopback_hosts(6)
@@ -439,6 +441,7 @@ def test_tasks_waiting_for_a_chief_that_never_starts_name_it(make_cluster):
     assert 'Traceback' not in log, log[-3000:]
 
 
+@pytest.mark.slow
 def test_tasks_waiting_for_their_chief_stop_on_sigint_and_sigterm(
     stub_tasks):
   hosts = loopback_hosts(3)

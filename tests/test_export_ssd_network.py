@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from datasets import dataset_utils
 from datasets import voc_common
-import demo_ssd
+from utils.inference import demo
 import detection_fixtures as helpers
 from utils.checkpointing import checkpoints
 from utils.inference import detection
@@ -57,6 +57,7 @@ def _labels_file(directory, class_names):
   return os.path.join(str(directory), dataset_utils.LABELS_FILENAME)
 
 
+@pytest.mark.slow
 def test_saved_model_finds_the_demo_detections(checkpoint_dir, tmp_path):
   images = [str(tmp_path / 'wide.jpg'), str(tmp_path / 'tall.png')]
   cv2.imwrite(images[0], helpers.gray_image(100, 200, seed=1))
@@ -80,7 +81,7 @@ def test_saved_model_finds_the_demo_detections(checkpoint_dir, tmp_path):
   assert process.returncode == 0, process.stderr[-3000:]
   batch, single = json.loads(process.stdout.splitlines()[-1])
 
-  expected = demo_ssd.detect(checkpoint_dir, images, settings=SETTINGS)
+  expected = demo.detect(checkpoint_dir, images, settings=SETTINGS)
   assert batch['num_detections'] == [20, 20]
   for index, result in enumerate(expected):
     assert len(result.classes) == 20
@@ -129,7 +130,7 @@ def test_bfloat16_export_keeps_its_precision_in_the_graph(checkpoint_dir,
   serve = tf.saved_model.load(export_dir).signatures['serving_default']
   outputs = {key: value.numpy()[0] for key, value in serve(
       encoded_images=tf.constant(image.read_bytes())).items()}
-  expected, = demo_ssd.detect(checkpoint_dir, [str(image)], settings=settings)
+  expected, = demo.detect(checkpoint_dir, [str(image)], settings=settings)
   # float32's detections, up to bfloat16's 8 bits of mantissa: the random
   # heads' scores move by ~0.005, so detections near the threshold or tied
   # in NMS may differ.  Most are shared (the set one, the cat at

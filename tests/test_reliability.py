@@ -706,6 +706,7 @@ def _assert_same_anchors(ssd_net, other):
       np.testing.assert_array_equal(array, other_array)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_copied_alone_decodes_with_its_own_anchors(
     tmp_path, voc_anchors_run):
   copy = _copy_checkpoint_alone(tf.train.latest_checkpoint(voc_anchors_run),

@@ -111,9 +111,9 @@ def test_loss_falls_on_a_fixed_batch(trained_checkpoint):
 
 
 def test_the_demo_finds_the_memorised_objects(trained_checkpoint):
-  import demo_ssd  # pylint: disable=g-import-not-at-top
+  from utils.inference import demo  # pylint: disable=g-import-not-at-top
   prefix, _, images = trained_checkpoint
-  found = demo_ssd.detect(prefix, [path for path, _, _ in images])
+  found = demo.detect(prefix, [path for path, _, _ in images])
   for (_, labels, boxes), detections in zip(images, found):
     for label, box in zip(labels, boxes):
       matches = [score for cls, score, det in zip(
