@@ -739,6 +739,7 @@ def test_resume_with_other_anchor_sizes_is_refused_in_one_line(
   assert _metadata_bytes(train_dir) == before
 
 
+@pytest.mark.slow
 def test_the_checkpoint_parameters_win_over_a_disagreeing_json(
     tmp_path, voc_anchors_run, caplog):
   copy = _copy_checkpoint_alone(tf.train.latest_checkpoint(voc_anchors_run),
