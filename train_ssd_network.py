@@ -1,12 +1,12 @@
 """Trains an SSD detector on one or many GPUs (or CPUs) from TFRecords.
 
-This script is the flags adapter of the training library, utils/trainer/training.py
-(which holds the input pipeline, the graph and the loop).  The flow:
+This script is the flags adapter of the training library, utils/trainer/
+(config, input pipeline, graph, step runner and loop).  The flow:
   1. the flags become a TrainingConfig (`config_from_flags`), with the
      cluster flags checked and resolved;
   2. a ps task serves the variables and returns;
-  3. the dataset and the network;
-  4. `training.run_training`: deployment, input queue, clones, optimizer,
+  3. the dataset (datasets/dataset_flags.py) and the network;
+  4. `loop.run_training`: deployment, input queue, clones, optimizer,
      tf_slim's training loop, checkpoints and TensorBoard summaries in
      --train_dir (resuming from the checkpoint already there).
 
@@ -33,12 +33,16 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf
 
+from datasets import dataset_flags
 from datasets import dataset_utils
 from deployment import cluster as cluster_lib
 from utils.common import paths
 from utils.common import run_lock
+from utils.trainer import config as config_lib
+from utils.trainer import graph as graph_lib
+from utils.trainer import loop
+from utils.trainer import step_runner
 from utils.trainer import train_tools
-from utils.trainer import training
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
@@ -57,7 +61,9 @@ FIRST_RUN_LOG_EVERY_N_STEPS = 2
 
 def define_flags():
   """Defines the training flags (separate so tools can reuse them)."""
-  # Paths and data.
+  dataset_flags.define_dataset_flags(default_split='train')
+  flags.adopt_module_key_flags(dataset_flags)
+  # Paths.
   flags.DEFINE_string('train_dir', paths.FINE_TUNING_DIR,
                       'Where checkpoints, TensorBoard events and '
                       'training_config.txt are written. A checkpoint already '
@@ -67,18 +73,6 @@ def define_flags():
                       'directory = its latest) initialising a fresh run. '
                       'Default: the latest checkpoint in ckpt/pre_trained, '
                       'if any. Ignored when --train_dir holds a checkpoint.')
-  flags.DEFINE_string('dataset_dir', None,
-                      'Directory of the converted TFRecords. Default: the '
-                      'built-in sample dataset in tfrecords/sample, generated '
-                      'on first use.')
-  flags.DEFINE_string('dataset_name', 'voc',
-                      'Dataset reader: voc (any converted VOC-style data, '
-                      'read from its metadata), pascalvoc_2007, '
-                      'pascalvoc_2012.')
-  flags.DEFINE_string('dataset_split_name', 'train', 'Split to train on.')
-  flags.DEFINE_string('file_pattern', None,
-                      'Glob of the shards, when the split name does not '
-                      'identify them unambiguously.')
   # Model.
   flags.DEFINE_string('model_name', 'ssd_300_vgg', 'Network architecture.')
   flags.DEFINE_integer('num_classes', None,
@@ -224,8 +218,8 @@ def define_flags():
                      '%g); polynomial: epochs the decay spans (default: the '
                      'whole run, to --max_number_of_steps, or %g epochs '
                      'without it).' % (
-                         training.EXPONENTIAL_EPOCHS_PER_DECAY,
-                         training.POLYNOMIAL_EPOCHS_WITHOUT_STEP_LIMIT))
+                         config_lib.EXPONENTIAL_EPOCHS_PER_DECAY,
+                         config_lib.POLYNOMIAL_EPOCHS_WITHOUT_STEP_LIMIT))
   flags.DEFINE_float('adadelta_rho', 0.95, 'Adadelta decay rate.')
   flags.DEFINE_float('adadelta_epsilon', 1e-6, 'Adadelta epsilon.')
   flags.DEFINE_float('adagrad_initial_accumulator_value', 0.1,
@@ -250,7 +244,7 @@ def define_flags():
   flags.DEFINE_integer('batch_size', 8, 'Images per clone per step.')
   flags.DEFINE_integer('num_readers', 4, 'Shards read in parallel.')
   flags.DEFINE_integer(
-      'shuffle_buffer_mib', training.DataOptions.shuffle_buffer_mib,
+      'shuffle_buffer_mib', config_lib.DataOptions.shuffle_buffer_mib,
       'MiB of serialized records the shuffle holds (between %d and %d '
       'records, at most the split): bounds the input\'s memory whatever the '
       'photo size.' % (dataset_utils.MIN_SHUFFLE_RECORDS,
@@ -434,11 +428,12 @@ def next_steps_commands(config):
     checkpoint = ['--checkpoint_path', config.logging.train_dir]
   python = os.path.relpath(sys.executable) if sys.executable.startswith(
       paths.PROJECT_ROOT) else sys.executable
-  if config.data.dataset_dir:
-    data = ['--dataset_dir', config.data.dataset_dir,
+  dataset_dir = config.data.dataset.dataset_dir
+  if dataset_dir:
+    data = ['--dataset_dir', dataset_dir,
             '--dataset_split_name', '<split>']
     images = ['<your images or folder>']
-    labels = os.path.join(config.data.dataset_dir, 'labels.txt')
+    labels = os.path.join(dataset_dir, 'labels.txt')
   else:
     data = []
     sample = os.path.relpath(paths.SAMPLE_DIR)
@@ -452,17 +447,17 @@ def next_steps_commands(config):
 
 
 def from_scratch_settings(cluster):
-  """training.FROM_SCRATCH_RECIPE for the flags not given, by group, when
+  """config.FROM_SCRATCH_RECIPE for the flags not given, by group, when
   no pretrained checkpoint starts the run (logged); else empty groups.
 
   In a cluster the tasks' checkpoints may differ (only the chief needs
   one), so there the defaults stay as defined.
   """
-  groups = {name: {} for name in training.FROM_SCRATCH_RECIPE}
-  if cluster is not None or training.pretrained_checkpoint(
-      training.ModelOptions(checkpoint_path=FLAGS.checkpoint_path)):
+  groups = {name: {} for name in config_lib.FROM_SCRATCH_RECIPE}
+  if cluster is not None or config_lib.pretrained_checkpoint(
+      config_lib.ModelOptions(checkpoint_path=FLAGS.checkpoint_path)):
     return groups
-  for group, values in training.FROM_SCRATCH_RECIPE.items():
+  for group, values in config_lib.FROM_SCRATCH_RECIPE.items():
     groups[group] = {name: value for name, value in values.items()
                      if not FLAGS[name].present}
   chosen = ' '.join(
@@ -472,7 +467,7 @@ def from_scratch_settings(cluster):
     logging.info('No pretrained checkpoint: training from scratch with '
                  'recipe %s, the best measured on held-out photos '
                  '(README "Results"): %s. Flags you give win.',
-                 training.FROM_SCRATCH_RECIPE_NAME, chosen)
+                 config_lib.FROM_SCRATCH_RECIPE_NAME, chosen)
   return groups
 
 
@@ -483,7 +478,8 @@ def print_next_steps(config):
         '  evaluate (VOC mAP on the %s split):\n'
         '    %s\n'
         '  draw the detections on a few images into demo_out/:\n'
-        '    %s' % ('chosen' if config.data.dataset_dir else 'sample val',
+        '    %s' % ('chosen' if config.data.dataset.dataset_dir
+                    else 'sample val',
                     evaluate, demo), flush=True)
 
 
@@ -510,8 +506,8 @@ def resolve_platform(log=True):
     for line in platform_info.startup_report(ONEDNN, precision_choice,
                                              data_format=layout_choice):
       logging.info('%s', line)
-    warning = training.clone_placement_warning(FLAGS.num_clones,
-                                               FLAGS.clone_on_cpu, num_gpus)
+    warning = graph_lib.clone_placement_warning(
+        FLAGS.num_clones, FLAGS.clone_on_cpu, num_gpus)
     if warning:
       logging.warning('%s', warning)
   return Platform(precision_choice[0], layout_choice[0])
@@ -540,21 +536,29 @@ def config_from_flags(log_platform=False):
                       worker_replicas=settings.worker_replicas,
                       num_ps_tasks=settings.num_ps_tasks,
                       replicas_to_aggregate=settings.replicas_to_aggregate)
-  return training.TrainingConfig(
-      data=_options(training.DataOptions),
-      model=_options(training.ModelOptions, **scratch['model'],
-                     data_format=platform.data_format),
-      loss=_options(training.LossOptions),
-      optimisation=_options(
-          training.OptimisationOptions,
-          **dict(scratch['optimisation'], **first_run['optimisation']),
+  return _flags_config(
+      model=dict(scratch['model'], data_format=platform.data_format),
+      optimisation=dict(scratch['optimisation'], **first_run['optimisation']),
+      deployment=deployment, logging=first_run['logging'])
+
+
+def _flags_config(**resolved):
+  """The TrainingConfig of the parsed flags, but for the settings in
+  `resolved` ({group: {setting: value}}), which take those values."""
+  parsed = dict(
+      data=dict(dataset=dataset_flags.read_dataset_flags()),
+      optimisation=dict(
           learning_rate_boundaries=[
               int(step) for step in FLAGS.learning_rate_boundaries],
           learning_rate_values=[
-              float(rate) for rate in FLAGS.learning_rate_values]),
-      deployment=_options(training.DeploymentOptions, **deployment),
-      logging=_options(training.LoggingOptions, **first_run['logging']),
-      seed=FLAGS.seed)
+              float(rate) for rate in FLAGS.learning_rate_values]))
+  groups = {
+      field.name: _options(field.default_factory,
+                           **parsed.get(field.name, {}),
+                           **resolved.get(field.name, {}))
+      for field in dataclasses.fields(config_lib.TrainingConfig)
+      if field.name in config_lib.TrainingConfig.GROUPS}
+  return config_lib.TrainingConfig(seed=FLAGS.seed, **groups)
 
 
 def main(unused_argv):
@@ -567,12 +571,13 @@ def main(unused_argv):
           cluster, config.deployment.ps_exit_when_done,
           timeouts=config.deployment.cluster_timeouts)
       return
-    dataset = training.load_dataset(config.data)
-    ssd_net = training.build_ssd_net(config.model, dataset.num_classes)
-    trained = training.run_training(config, ssd_net, dataset)
+    dataset = dataset_flags.load_dataset(config.data.dataset)
+    ssd_net = graph_lib.build_ssd_net(config.model, dataset.num_classes)
+    trained = loop.run_training(config, ssd_net, dataset)
     if trained and config.deployment.is_chief:
       print_next_steps(config)
-  except (training.TrainingStopped, ValueError, run_lock.LockHeld) as error:
+  except (step_runner.TrainingStopped, ValueError,
+          run_lock.LockHeld) as error:
     # Bad flags, data or checkpoints, or a train_dir in use: the message
     # says what to fix.
     logging.error('%s', error)

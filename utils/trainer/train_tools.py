@@ -1,7 +1,7 @@
 """Training helpers ("train tools"): queues, learning rate, optimizer, clones.
 
-Every function takes plain values (no flags object): the training library
-(utils/trainer/training.py) passes them from its configuration.
+Every function takes plain values (no flags object): the training graph
+(utils/trainer/graph.py) passes them from its configuration.
 """
 import math
 
