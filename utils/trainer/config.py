@@ -1,7 +1,9 @@
 """The typed configuration of a training run, one dataclass per group.
 
-Besides the groups, the recipe a run that no pretrained checkpoint starts
-takes, and what an unset num_epochs_per_decay means.
+The field defaults are the only defaults of the training settings:
+train_ssd_network.py's flags take theirs from these fields.  Besides the
+groups, the recipe a run that no pretrained checkpoint starts takes, and
+what an unset num_epochs_per_decay means.
 """
 import dataclasses
 import typing
@@ -11,7 +13,6 @@ from datasets import dataset_utils
 from deployment import cluster as cluster_lib
 from utils.checkpointing import checkpoints
 from utils.common import paths
-from utils.trainer import train_tools
 
 
 @dataclasses.dataclass
@@ -63,6 +64,15 @@ class LossOptions:
   label_smoothing: float = 0.0
 
 
+# Marks the OptimisationOptions fields that are one optimizer's
+# hyper-parameters (those train_tools.configure_optimizer takes).
+_HYPERPARAMETER = 'optimizer_hyperparameter'
+
+
+def _hyperparameter(default):
+  return dataclasses.field(default=default, metadata={_HYPERPARAMETER: True})
+
+
 @dataclasses.dataclass
 class OptimisationOptions:
   """Regularisation, learning-rate schedule, optimizer, length of the run."""
@@ -85,26 +95,32 @@ class OptimisationOptions:
   max_number_of_steps: typing.Optional[int] = None
   # Minutes of training steps after which the run saves and stops.
   max_training_minutes: typing.Optional[float] = None
-  # Hyper-parameters of the optimizers (train_tools.OPTIMIZER_HYPERPARAMETERS).
-  adadelta_rho: float = 0.95
-  adadelta_epsilon: float = 1e-6
-  adagrad_initial_accumulator_value: float = 0.1
-  adam_beta1: float = 0.9
-  adam_beta2: float = 0.999
-  adam_epsilon: float = 1e-8
-  ftrl_learning_rate_power: float = -0.5
-  ftrl_initial_accumulator_value: float = 0.1
-  ftrl_l1: float = 0.0
-  ftrl_l2: float = 0.0
-  momentum: float = 0.9
-  rmsprop_decay: float = 0.9
-  rmsprop_momentum: float = 0.9
-  rmsprop_epsilon: float = 1.0
+  # The optimizers' hyper-parameters (TF-slim's train_image_classifier
+  # defaults); each optimizer reads its own.
+  adadelta_rho: float = _hyperparameter(0.95)
+  adadelta_epsilon: float = _hyperparameter(1e-6)
+  adagrad_initial_accumulator_value: float = _hyperparameter(0.1)
+  adam_beta1: float = _hyperparameter(0.9)
+  adam_beta2: float = _hyperparameter(0.999)
+  adam_epsilon: float = _hyperparameter(1e-8)
+  ftrl_learning_rate_power: float = _hyperparameter(-0.5)
+  ftrl_initial_accumulator_value: float = _hyperparameter(0.1)
+  ftrl_l1: float = _hyperparameter(0.0)
+  ftrl_l2: float = _hyperparameter(0.0)
+  momentum: float = _hyperparameter(0.9)
+  rmsprop_decay: float = _hyperparameter(0.9)
+  rmsprop_momentum: float = _hyperparameter(0.9)
+  rmsprop_epsilon: float = _hyperparameter(1.0)
 
   def optimizer_hyperparameters(self):
-    return {name: getattr(self, name)
-            for name in train_tools.OPTIMIZER_HYPERPARAMETERS}
+    """{name: value} of every optimizer's hyper-parameters."""
+    return {field.name: getattr(self, field.name)
+            for field in dataclasses.fields(self)
+            if field.metadata.get(_HYPERPARAMETER)}
 
+
+# {name: default} of the optimizers' hyper-parameters.
+OPTIMIZER_HYPERPARAMETERS = OptimisationOptions().optimizer_hyperparameters()
 
 # Epochs per exponential decay step when num_epochs_per_decay is not given.
 EXPONENTIAL_EPOCHS_PER_DECAY = 2.0
