@@ -50,9 +50,8 @@ FLAGS = flags.FLAGS
 # The first run (the README's command): on the built-in sample data with no
 # --max_number_of_steps, a short run that still learns visibly and ends
 # within 10 minutes on a 2-core CPU of any kind, TensorFlow's start, the
-# sample data's generation and the graph included.  Measured, 2 cores, batch
-# 8: Zen 4 (AVX512_BF16) bf16 ~4.5 s/step: 20 steps; AVX2-only EPYC float32
-# 31.5-32.4 s/step (issue 13): the time budget ends it after ~13 steps.
+# sample data's generation and the graph included: the step count suits a
+# CPU with bfloat16, and the time budget ends it earlier on a slower one.
 FIRST_RUN_STEPS = 20
 FIRST_RUN_WARMUP_STEPS = 5
 FIRST_RUN_MAX_MINUTES = 7.0

@@ -332,11 +332,9 @@ def deploy_loss_summary(deploy_config, clone_fn, clone_args=None,
   return clones, first_clone_scope, update_ops, summaries
 
 
-# Histograms summarise at most about this many entries of a tensor.
-# TensorFlow's HistogramSummary takes ~0.1 us per value on one core: with
-# every weight (26M) and activation (~90M at batch 8) a summary cost 5-7 s,
-# which the summary thread spent every --save_summaries_secs next to the
-# training step on the same cores.
+# Histograms summarise at most about this many entries of a tensor: a
+# histogram of every weight and activation costs seconds per summary
+# (bench/README.md), taken from the training step on the same cores.
 HISTOGRAM_MAX_VALUES = 1 << 16
 
 
