@@ -1,12 +1,12 @@
 """Trains an SSD detector on one or many GPUs (or CPUs) from TFRecords.
 
-This script is the flags adapter of the training library, utils/trainer/training.py
-(which holds the input pipeline, the graph and the loop).  The flow:
+This script is the flags adapter of the training library, utils/trainer/
+(config, input pipeline, graph, step runner and loop).  The flow:
   1. the flags become a TrainingConfig (`config_from_flags`), with the
      cluster flags checked and resolved;
   2. a ps task serves the variables and returns;
-  3. the dataset and the network;
-  4. `training.run_training`: deployment, input queue, clones, optimizer,
+  3. the dataset (datasets/dataset_flags.py) and the network;
+  4. `loop.run_training`: deployment, input queue, clones, optimizer,
      tf_slim's training loop, checkpoints and TensorBoard summaries in
      --train_dir (resuming from the checkpoint already there).
 
@@ -33,13 +33,17 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf
 
+from datasets import dataset_flags
 from datasets import dataset_utils
 from deployment import cluster as cluster_lib
 from deployment import cluster_server
 from utils.common import paths
 from utils.common import run_lock
+from utils.trainer import config as config_lib
+from utils.trainer import graph as graph_lib
+from utils.trainer import loop
+from utils.trainer import step_runner
 from utils.trainer import train_tools
-from utils.trainer import training
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
@@ -47,9 +51,8 @@ FLAGS = flags.FLAGS
 # The first run (the README's command): on the built-in sample data with no
 # --max_number_of_steps, a short run that still learns visibly and ends
 # within 10 minutes on a 2-core CPU of any kind, TensorFlow's start, the
-# sample data's generation and the graph included.  Measured, 2 cores, batch
-# 8: Zen 4 (AVX512_BF16) bf16 ~4.5 s/step: 20 steps; AVX2-only EPYC float32
-# 31.5-32.4 s/step (issue 13): the time budget ends it after ~13 steps.
+# sample data's generation and the graph included: the step count suits a
+# CPU with bfloat16, and the time budget ends it earlier on a slower one.
 FIRST_RUN_STEPS = 20
 FIRST_RUN_WARMUP_STEPS = 5
 FIRST_RUN_MAX_MINUTES = 7.0
@@ -57,44 +60,69 @@ FIRST_RUN_LOG_EVERY_N_STEPS = 2
 
 
 def define_flags():
-  """Defines the training flags (separate so tools can reuse them)."""
-  # Paths and data.
-  flags.DEFINE_string('train_dir', paths.FINE_TUNING_DIR,
-                      'Where checkpoints, TensorBoard events and '
-                      'training_config.txt are written. A checkpoint already '
-                      'here is resumed from.')
-  flags.DEFINE_string('checkpoint_path', None,
+  """Defines the training flags (separate so tools can reuse them).
+
+  Each flag of a setting takes its default from the field of the same name
+  in utils/trainer/config.py; --precision and --data_format default to
+  auto, resolved for the machine (`resolve_platform`).
+  """
+  dataset_flags.define_dataset_flags(default_split='train')
+  flags.adopt_module_key_flags(dataset_flags)
+  _define_data_flags(config_lib.DataOptions)
+  _define_model_flags(config_lib.ModelOptions)
+  _define_deployment_flags(config_lib.DeploymentOptions)
+  _define_cluster_flags()
+  _define_loss_flags(config_lib.LossOptions)
+  _define_optimisation_flags(config_lib.OptimisationOptions)
+  _define_learning_rate_flags(config_lib.OptimisationOptions)
+  _define_optimizer_flags(config_lib.OptimisationOptions)
+  _define_logging_flags(config_lib.LoggingOptions)
+  flags.DEFINE_integer('seed', config_lib.TrainingConfig.seed,
+                       'Graph-level random seed.')
+
+
+def _define_data_flags(data):
+  flags.DEFINE_integer('batch_size', data.batch_size,
+                       'Images per clone per step.')
+  flags.DEFINE_integer('num_readers', data.num_readers,
+                       'Shards read in parallel.')
+  flags.DEFINE_integer(
+      'shuffle_buffer_mib', data.shuffle_buffer_mib,
+      'MiB of serialized records the shuffle holds (between %d and %d '
+      'records, at most the split): bounds the input\'s memory whatever the '
+      'photo size.' % (dataset_utils.MIN_SHUFFLE_RECORDS,
+                       dataset_utils.MAX_SHUFFLE_RECORDS), lower_bound=1)
+  flags.DEFINE_enum('augmentation', data.augmentation, ['ssd', 'none'],
+                    'Training augmentation: ssd (photometric distortion, '
+                    'zoom-out, IoU-constrained crop, flip; what you want) or '
+                    'none (the evaluation resize only; for checking that a '
+                    'model can memorise a small set).')
+  flags.DEFINE_integer('num_preprocessing_threads',
+                       data.num_preprocessing_threads,
+                       'Parallel calls of decode + augmentation + encoding.')
+
+
+def _define_model_flags(model):
+  """The network and the checkpoint a fresh run starts from."""
+  flags.DEFINE_string('checkpoint_path', model.checkpoint_path,
                       'Pretrained checkpoint (prefix, one of its files, or a '
                       'directory = its latest) initialising a fresh run. '
                       'Default: the latest checkpoint in ckpt/pre_trained, '
                       'if any. Ignored when --train_dir holds a checkpoint.')
-  flags.DEFINE_string('dataset_dir', None,
-                      'Directory of the converted TFRecords. Default: the '
-                      'built-in sample dataset in tfrecords/sample, generated '
-                      'on first use.')
-  flags.DEFINE_string('dataset_name', 'voc',
-                      'Dataset reader: voc (any converted VOC-style data, '
-                      'read from its metadata), pascalvoc_2007, '
-                      'pascalvoc_2012.')
-  flags.DEFINE_string('dataset_split_name', 'train', 'Split to train on.')
-  flags.DEFINE_string('file_pattern', None,
-                      'Glob of the shards, when the split name does not '
-                      'identify them unambiguously.')
-  # Model.
-  flags.DEFINE_string('model_name', 'ssd_300_vgg', 'Network architecture.')
-  flags.DEFINE_integer('num_classes', None,
+  flags.DEFINE_string('model_name', model.model_name, 'Network architecture.')
+  flags.DEFINE_integer('num_classes', model.num_classes,
                        'Number of classes including background. Default: '
                        'from the dataset metadata.')
-  flags.DEFINE_float('dropout_keep_prob', 1.0,
+  flags.DEFINE_float('dropout_keep_prob', model.dropout_keep_prob,
                      'Keep probability of a dropout after conv6 and conv7 '
                      'in training; 1 (SSD-Caffe\'s and torchvision\'s): '
                      'none.')
-  flags.DEFINE_boolean('batch_norm', False,
+  flags.DEFINE_boolean('batch_norm', model.batch_norm,
                        'Batch normalisation after every convolution of the '
                        'backbone and the extra layers (from-scratch '
                        'training; SSD-Tensorflow and VGG16 checkpoints have '
                        'none).')
-  flags.DEFINE_string('anchor_sizes', None,
+  flags.DEFINE_string('anchor_sizes', model.anchor_sizes,
                       'Anchor sizes: a preset, ssd_tensorflow (21..315 px, '
                       'the default; SSD-Tensorflow\'s checkpoint) or voc '
                       '(30/60/111/162/213/264/315, the paper\'s VOC '
@@ -111,56 +139,65 @@ def define_flags():
                     'faster at a --batch_size of 2 or more; NHWC '
                     'elsewhere), NHWC or NCHW (often faster on GPUs in '
                     'float32).')
-  # Deployment.
-  flags.DEFINE_integer('num_clones', 1,
+  flags.DEFINE_string('checkpoint_model_scope', model.checkpoint_model_scope,
+                      'Scope of the model in --checkpoint_path when it '
+                      'differs (vgg_16 for the ImageNet VGG16 checkpoint).')
+  flags.DEFINE_string('checkpoint_exclude_scopes',
+                      model.checkpoint_exclude_scopes,
+                      'Comma-separated scopes not restored from '
+                      '--checkpoint_path (e.g. the class heads when the '
+                      'number of classes differs).')
+  flags.DEFINE_boolean('ignore_missing_vars', model.ignore_missing_vars,
+                       'Leave variables absent from --checkpoint_path at '
+                       'their initial values instead of failing.')
+  flags.DEFINE_boolean('restore_reduced_fc', model.restore_reduced_fc,
+                       'From TF-slim\'s ImageNet vgg_16 checkpoint, start '
+                       'conv6 and conv7 from its fc6 and fc7 sampled as the '
+                       'SSD paper\'s reduced VGG16 (fc6: spatial positions '
+                       '0, 3, 6 and every 4th filter; fc7: every 4th input '
+                       'and output); --norestore_reduced_fc keeps them '
+                       'random.')
+
+
+def _define_deployment_flags(deployment):
+  flags.DEFINE_integer('num_clones', deployment.num_clones,
                        'Model clones (one per GPU) on this machine; each '
                        'takes --batch_size images per step.')
-  flags.DEFINE_boolean('clone_on_cpu', False,
+  flags.DEFINE_boolean('clone_on_cpu', deployment.clone_on_cpu,
                        'Put clone i on CPU:i (logical CPU devices) instead '
                        'of GPU:i.')
-  flags.DEFINE_integer('worker_replicas', 1,
+  flags.DEFINE_integer('worker_replicas', deployment.worker_replicas,
                        'Number of worker replicas. Derived from '
                        '--worker_hosts when given.')
-  flags.DEFINE_integer('num_ps_tasks', 0,
+  flags.DEFINE_integer('num_ps_tasks', deployment.num_ps_tasks,
                        'Number of parameter servers; 0 for a local run. '
                        'Derived from --ps_hosts when given.')
-  flags.DEFINE_integer('task', 0,
+  flags.DEFINE_integer('task', deployment.task,
                        'Task index of this process in its job (--job_name); '
                        'worker 0 is the chief.')
-  # Multi-machine training (between-graph replication): one process per
-  # task, all with the same host lists.
-  flags.DEFINE_string('ps_hosts', None,
-                      'Comma-separated host:port of the parameter-server '
-                      'tasks, which hold the variables (round-robin).')
-  flags.DEFINE_string('worker_hosts', None,
-                      'Comma-separated host:port of the worker tasks, which '
-                      'each train on their own input; worker 0 is the chief '
-                      '(initialises, restores, writes checkpoints and '
-                      'summaries).')
-  flags.DEFINE_enum('job_name', None, list(cluster_lib.JOB_NAMES),
-                    'Job of this process in the cluster: ps or worker.')
-  flags.DEFINE_boolean('sync_replicas', False,
+  flags.DEFINE_boolean('sync_replicas', deployment.sync_replicas,
                        'Synchronous training: each global step applies the '
                        'mean of --replicas_to_aggregate workers\' gradients '
                        '(SyncReplicasOptimizer). Default: asynchronous, each '
                        'worker applies its own gradients.')
-  flags.DEFINE_integer('replicas_to_aggregate', None,
+  flags.DEFINE_integer('replicas_to_aggregate',
+                       deployment.replicas_to_aggregate,
                        'Gradients aggregated per global step with '
                        '--sync_replicas; default: the number of workers.')
-  flags.DEFINE_boolean('ps_exit_when_done', True,
+  flags.DEFINE_boolean('ps_exit_when_done', deployment.ps_exit_when_done,
                        'A ps task exits once every worker has finished its '
                        'training loop, or once the chief has and no other '
                        'worker has reported for --ps_idle_secs; with '
                        '--nops_exit_when_done it serves until SIGINT/SIGTERM.')
-  flags.DEFINE_float('cluster_timeout_secs', 600,
+  flags.DEFINE_float('cluster_timeout_secs', deployment.cluster_timeout_secs,
                      'Bound of every wait for another task (a host to '
                      'answer, the chief to publish its cluster and '
                      'initialise the variables): then a clear error.')
-  flags.DEFINE_float('ps_idle_secs', 120,
+  flags.DEFINE_float('ps_idle_secs', deployment.ps_idle_secs,
                      'A ps task exits when the chief has finished and no '
                      'other worker has reported for this long (a dead '
                      'worker); with --ps_exit_when_done.')
-  flags.DEFINE_float('stop_grace_secs', 60,
+  flags.DEFINE_float('stop_grace_secs', deployment.stop_grace_secs,
                      'After SIGINT/SIGTERM, a cluster task blocked in '
                      'TensorFlow exits after this long.')
   flags.DEFINE_enum('precision', 'auto',
@@ -171,31 +208,80 @@ def define_flags():
                     'mixed_bfloat16 (bf16 compute, float32 weights and '
                     'loss); mixed_float16 (GPUs, with dynamic loss '
                     'scaling).')
-  flags.DEFINE_float('gpu_memory_fraction', None,
+  flags.DEFINE_float('gpu_memory_fraction', deployment.gpu_memory_fraction,
                      'Cap on the GPU memory fraction per process; default: '
                      'grow as needed.')
-  # Loss.
-  flags.DEFINE_float('match_threshold', 0.5,
+
+
+def _define_cluster_flags():
+  """Multi-machine training (between-graph replication): one process per
+  task, all with the same host lists."""
+  flags.DEFINE_string('ps_hosts', None,
+                      'Comma-separated host:port of the parameter-server '
+                      'tasks, which hold the variables (round-robin).')
+  flags.DEFINE_string('worker_hosts', None,
+                      'Comma-separated host:port of the worker tasks, which '
+                      'each train on their own input; worker 0 is the chief '
+                      '(initialises, restores, writes checkpoints and '
+                      'summaries).')
+  flags.DEFINE_enum('job_name', None, list(cluster_lib.JOB_NAMES),
+                    'Job of this process in the cluster: ps or worker.')
+
+
+def _define_loss_flags(loss):
+  flags.DEFINE_float('match_threshold', loss.match_threshold,
                      'IoU from which an anchor is a positive match (besides '
                      'each box\'s best anchor).')
-  flags.DEFINE_float('negative_threshold', None,
+  flags.DEFINE_float('negative_threshold', loss.negative_threshold,
                      'Anchors whose IoU is in [negative_threshold, '
                      'match_threshold) are ignored by the loss; default: '
                      'none ignored (SSD-Caffe\'s), every unmatched anchor '
                      'is a negative candidate.')
-  flags.DEFINE_float('negative_ratio', 3.0,
+  flags.DEFINE_float('negative_ratio', loss.negative_ratio,
                      'Hard negatives kept per positive, per image.')
-  flags.DEFINE_float('loss_alpha', 1.0, 'Weight of the localisation loss.')
-  flags.DEFINE_float('label_smoothing', 0.0,
+  flags.DEFINE_float('loss_alpha', loss.loss_alpha,
+                     'Weight of the localisation loss.')
+  flags.DEFINE_float('label_smoothing', loss.label_smoothing,
                      'Label smoothing of the classification loss.')
-  # Optimisation.
-  flags.DEFINE_float('weight_decay', 0.0005, 'L2 weight decay.')
-  flags.DEFINE_enum('optimizer', 'adam', list(train_tools.OPTIMIZERS),
-                    'Optimizer.')
-  flags.DEFINE_float('learning_rate', 0.001, 'Initial learning rate.')
-  flags.DEFINE_float('end_learning_rate', 0.0001,
+
+
+def _define_optimisation_flags(optimisation):
+  """Regularisation, optimizer, what trains, length of the run."""
+  flags.DEFINE_float('weight_decay', optimisation.weight_decay,
+                     'L2 weight decay.')
+  flags.DEFINE_enum('optimizer', optimisation.optimizer,
+                    list(train_tools.OPTIMIZERS), 'Optimizer.')
+  flags.DEFINE_float('moving_average_decay', optimisation.moving_average_decay,
+                     'Decay of the moving averages of the weights kept for '
+                     'evaluation; none by default.')
+  flags.DEFINE_string('trainable_scopes', optimisation.trainable_scopes,
+                      'Comma-separated scopes to train; default: all.')
+  flags.DEFINE_integer('max_number_of_steps',
+                       optimisation.max_number_of_steps,
+                       'Global step at which training stops; default: train '
+                       'until interrupted (Ctrl-C, or a file named STOP in '
+                       '--train_dir, saves a checkpoint and stops; the next '
+                       'run there removes that file). On the built-in '
+                       'sample data (no --dataset_dir), the first run\'s '
+                       'default: %d steps (warm-up %d) within %g minutes.' %
+                       (FIRST_RUN_STEPS, FIRST_RUN_WARMUP_STEPS,
+                        FIRST_RUN_MAX_MINUTES))
+  flags.DEFINE_float('max_training_minutes',
+                     optimisation.max_training_minutes,
+                     'Time budget: after this many minutes of training '
+                     'steps, save a checkpoint and stop. Default: none '
+                     '(%g on the first run, see --max_number_of_steps).' %
+                     FIRST_RUN_MAX_MINUTES)
+
+
+def _define_learning_rate_flags(optimisation):
+  """The learning-rate schedule."""
+  flags.DEFINE_float('learning_rate', optimisation.learning_rate,
+                     'Initial learning rate.')
+  flags.DEFINE_float('end_learning_rate', optimisation.end_learning_rate,
                      'Final learning rate of the polynomial decay.')
-  flags.DEFINE_enum('learning_rate_decay_type', 'exponential',
+  flags.DEFINE_enum('learning_rate_decay_type',
+                    optimisation.learning_rate_decay_type,
                     list(train_tools.LEARNING_RATE_DECAY_TYPES),
                     'How the learning rate decays: exponential (staircase, '
                     'x--learning_rate_decay_factor every '
@@ -207,112 +293,72 @@ def define_flags():
                     '--max_number_of_steps). Raising --max_number_of_steps '
                     'on a resume stretches the polynomial and cosine '
                     'decays.')
-  flags.DEFINE_integer('warmup_steps', 100,
+  flags.DEFINE_integer('warmup_steps', optimisation.warmup_steps,
                        'Steps over which the learning rate ramps up '
                        'linearly from learning_rate/warmup_steps; keeps the '
                        'first steps from scratch from diverging. 0: none.')
-  flags.DEFINE_list('learning_rate_boundaries', [],
+  flags.DEFINE_list('learning_rate_boundaries',
+                    list(optimisation.learning_rate_boundaries),
                     'piecewise: global steps at which the rate changes, '
                     'e.g. 80000,100000 (the SSD paper\'s).')
-  flags.DEFINE_list('learning_rate_values', [],
+  flags.DEFINE_list('learning_rate_values',
+                    list(optimisation.learning_rate_values),
                     'piecewise: the rates, one more than the boundaries, '
                     'e.g. 0.001,0.0001,0.00001; default: --learning_rate, '
                     'then x0.1 at each boundary.')
-  flags.DEFINE_float('learning_rate_decay_factor', 0.94,
+  flags.DEFINE_float('learning_rate_decay_factor',
+                     optimisation.learning_rate_decay_factor,
                      'Exponential decay factor per decay period.')
-  flags.DEFINE_float('num_epochs_per_decay', None,
+  flags.DEFINE_float('num_epochs_per_decay', optimisation.num_epochs_per_decay,
                      'exponential: epochs between two decay steps (default '
                      '%g); polynomial: epochs the decay spans (default: the '
                      'whole run, to --max_number_of_steps, or %g epochs '
                      'without it).' % (
-                         training.EXPONENTIAL_EPOCHS_PER_DECAY,
-                         training.POLYNOMIAL_EPOCHS_WITHOUT_STEP_LIMIT))
-  flags.DEFINE_float('adadelta_rho', 0.95, 'Adadelta decay rate.')
-  flags.DEFINE_float('adadelta_epsilon', 1e-6, 'Adadelta epsilon.')
-  flags.DEFINE_float('adagrad_initial_accumulator_value', 0.1,
-                     'Adagrad starting accumulator value.')
-  flags.DEFINE_float('adam_beta1', 0.9, 'Adam first-moment decay.')
-  flags.DEFINE_float('adam_beta2', 0.999, 'Adam second-moment decay.')
-  flags.DEFINE_float('adam_epsilon', 1e-8, 'Adam epsilon.')
-  flags.DEFINE_float('ftrl_learning_rate_power', -0.5,
-                     'FTRL learning-rate power.')
-  flags.DEFINE_float('ftrl_initial_accumulator_value', 0.1,
-                     'FTRL starting accumulator value.')
-  flags.DEFINE_float('ftrl_l1', 0.0, 'FTRL L1 regularisation strength.')
-  flags.DEFINE_float('ftrl_l2', 0.0, 'FTRL L2 regularisation strength.')
-  flags.DEFINE_float('momentum', 0.9, 'Momentum of the momentum optimizer.')
-  flags.DEFINE_float('rmsprop_decay', 0.9, 'RMSProp decay.')
-  flags.DEFINE_float('rmsprop_momentum', 0.9, 'RMSProp momentum.')
-  flags.DEFINE_float('rmsprop_epsilon', 1.0, 'RMSProp epsilon.')
-  flags.DEFINE_float('moving_average_decay', None,
-                     'Decay of the moving averages of the weights kept for '
-                     'evaluation; none by default.')
-  # Input pipeline.
-  flags.DEFINE_integer('batch_size', 8, 'Images per clone per step.')
-  flags.DEFINE_integer('num_readers', 4, 'Shards read in parallel.')
-  flags.DEFINE_integer(
-      'shuffle_buffer_mib', training.DataOptions.shuffle_buffer_mib,
-      'MiB of serialized records the shuffle holds (between %d and %d '
-      'records, at most the split): bounds the input\'s memory whatever the '
-      'photo size.' % (dataset_utils.MIN_SHUFFLE_RECORDS,
-                       dataset_utils.MAX_SHUFFLE_RECORDS), lower_bound=1)
-  flags.DEFINE_enum('augmentation', 'ssd', ['ssd', 'none'],
-                    'Training augmentation: ssd (photometric distortion, '
-                    'zoom-out, IoU-constrained crop, flip; what you want) or '
-                    'none (the evaluation resize only; for checking that a '
-                    'model can memorise a small set).')
-  flags.DEFINE_integer('num_preprocessing_threads', 4,
-                       'Parallel calls of decode + augmentation + encoding.')
-  # Fine-tuning.
-  flags.DEFINE_string('checkpoint_model_scope', None,
-                      'Scope of the model in --checkpoint_path when it '
-                      'differs (vgg_16 for the ImageNet VGG16 checkpoint).')
-  flags.DEFINE_string('checkpoint_exclude_scopes', None,
-                      'Comma-separated scopes not restored from '
-                      '--checkpoint_path (e.g. the class heads when the '
-                      'number of classes differs).')
-  flags.DEFINE_string('trainable_scopes', None,
-                      'Comma-separated scopes to train; default: all.')
-  flags.DEFINE_boolean('ignore_missing_vars', False,
-                       'Leave variables absent from --checkpoint_path at '
-                       'their initial values instead of failing.')
-  flags.DEFINE_boolean('restore_reduced_fc', True,
-                       'From TF-slim\'s ImageNet vgg_16 checkpoint, start '
-                       'conv6 and conv7 from its fc6 and fc7 sampled as the '
-                       'SSD paper\'s reduced VGG16 (fc6: spatial positions '
-                       '0, 3, 6 and every 4th filter; fc7: every 4th input '
-                       'and output); --norestore_reduced_fc keeps them '
-                       'random.')
-  # Logging and saving.
-  flags.DEFINE_integer('log_every_n_steps', 10,
+                         config_lib.EXPONENTIAL_EPOCHS_PER_DECAY,
+                         config_lib.POLYNOMIAL_EPOCHS_WITHOUT_STEP_LIMIT))
+
+
+def _define_optimizer_flags(optimisation):
+  """Each optimizer's hyper-parameters (floats)."""
+  for name, help_text in (
+      ('adadelta_rho', 'Adadelta decay rate.'),
+      ('adadelta_epsilon', 'Adadelta epsilon.'),
+      ('adagrad_initial_accumulator_value',
+       'Adagrad starting accumulator value.'),
+      ('adam_beta1', 'Adam first-moment decay.'),
+      ('adam_beta2', 'Adam second-moment decay.'),
+      ('adam_epsilon', 'Adam epsilon.'),
+      ('ftrl_learning_rate_power', 'FTRL learning-rate power.'),
+      ('ftrl_initial_accumulator_value', 'FTRL starting accumulator value.'),
+      ('ftrl_l1', 'FTRL L1 regularisation strength.'),
+      ('ftrl_l2', 'FTRL L2 regularisation strength.'),
+      ('momentum', 'Momentum of the momentum optimizer.'),
+      ('rmsprop_decay', 'RMSProp decay.'),
+      ('rmsprop_momentum', 'RMSProp momentum.'),
+      ('rmsprop_epsilon', 'RMSProp epsilon.')):
+    flags.DEFINE_float(name, getattr(optimisation, name), help_text)
+
+
+def _define_logging_flags(logs):
+  flags.DEFINE_string('train_dir', logs.train_dir,
+                      'Where checkpoints, TensorBoard events and '
+                      'training_config.txt are written. A checkpoint already '
+                      'here is resumed from.')
+  flags.DEFINE_integer('log_every_n_steps', logs.log_every_n_steps,
                        'Steps between two progress lines.')
-  flags.DEFINE_integer('save_summaries_secs', 60,
+  flags.DEFINE_integer('save_summaries_secs', logs.save_summaries_secs,
                        'Seconds between two TensorBoard summaries (also '
                        'written after the first and the last step).')
-  flags.DEFINE_boolean('summarize_histograms', False,
+  flags.DEFINE_boolean('summarize_histograms', logs.summarize_histograms,
                        'Also summarise histograms of the activations and '
                        'weights, and the activations\' sparsity (slow, and '
                        'they bury the losses in TensorBoard).')
-  flags.DEFINE_integer('save_interval_secs', 600,
+  flags.DEFINE_integer('save_interval_secs', logs.save_interval_secs,
                        'Seconds between two checkpoints.')
-  flags.DEFINE_integer('max_number_of_steps', None,
-                       'Global step at which training stops; default: train '
-                       'until interrupted (Ctrl-C, or a file named STOP in '
-                       '--train_dir, saves a checkpoint and stops; the next '
-                       'run there removes that file). On the built-in '
-                       'sample data (no --dataset_dir), the first run\'s '
-                       'default: %d steps (warm-up %d) within %g minutes.' %
-                       (FIRST_RUN_STEPS, FIRST_RUN_WARMUP_STEPS,
-                        FIRST_RUN_MAX_MINUTES))
-  flags.DEFINE_float('max_training_minutes', None,
-                     'Time budget: after this many minutes of training '
-                     'steps, save a checkpoint and stop. Default: none '
-                     '(%g on the first run, see --max_number_of_steps).' %
-                     FIRST_RUN_MAX_MINUTES)
-  flags.DEFINE_integer('max_to_keep', 5, 'Checkpoints kept.')
-  flags.DEFINE_float('keep_checkpoint_every_n_hours', 1.0,
+  flags.DEFINE_integer('max_to_keep', logs.max_to_keep, 'Checkpoints kept.')
+  flags.DEFINE_float('keep_checkpoint_every_n_hours',
+                     logs.keep_checkpoint_every_n_hours,
                      'Also keep one checkpoint every this many hours.')
-  flags.DEFINE_integer('seed', None, 'Graph-level random seed.')
 
 
 # Bounds of the numeric flags, checked before anything is built; a flag
@@ -435,11 +481,12 @@ def next_steps_commands(config):
     checkpoint = ['--checkpoint_path', config.logging.train_dir]
   python = os.path.relpath(sys.executable) if sys.executable.startswith(
       paths.PROJECT_ROOT) else sys.executable
-  if config.data.dataset_dir:
-    data = ['--dataset_dir', config.data.dataset_dir,
+  dataset_dir = config.data.dataset.dataset_dir
+  if dataset_dir:
+    data = ['--dataset_dir', dataset_dir,
             '--dataset_split_name', '<split>']
     images = ['<your images or folder>']
-    labels = os.path.join(config.data.dataset_dir, 'labels.txt')
+    labels = os.path.join(dataset_dir, 'labels.txt')
   else:
     data = []
     sample = os.path.relpath(paths.SAMPLE_DIR)
@@ -453,17 +500,17 @@ def next_steps_commands(config):
 
 
 def from_scratch_settings(cluster):
-  """training.FROM_SCRATCH_RECIPE for the flags not given, by group, when
+  """config.FROM_SCRATCH_RECIPE for the flags not given, by group, when
   no pretrained checkpoint starts the run (logged); else empty groups.
 
   In a cluster the tasks' checkpoints may differ (only the chief needs
   one), so there the defaults stay as defined.
   """
-  groups = {name: {} for name in training.FROM_SCRATCH_RECIPE}
-  if cluster is not None or training.pretrained_checkpoint(
-      training.ModelOptions(checkpoint_path=FLAGS.checkpoint_path)):
+  groups = {name: {} for name in config_lib.FROM_SCRATCH_RECIPE}
+  if cluster is not None or config_lib.pretrained_checkpoint(
+      config_lib.ModelOptions(checkpoint_path=FLAGS.checkpoint_path)):
     return groups
-  for group, values in training.FROM_SCRATCH_RECIPE.items():
+  for group, values in config_lib.FROM_SCRATCH_RECIPE.items():
     groups[group] = {name: value for name, value in values.items()
                      if not FLAGS[name].present}
   chosen = ' '.join(
@@ -473,7 +520,7 @@ def from_scratch_settings(cluster):
     logging.info('No pretrained checkpoint: training from scratch with '
                  'recipe %s, the best measured on held-out photos '
                  '(README "Results"): %s. Flags you give win.',
-                 training.FROM_SCRATCH_RECIPE_NAME, chosen)
+                 config_lib.FROM_SCRATCH_RECIPE_NAME, chosen)
   return groups
 
 
@@ -484,7 +531,8 @@ def print_next_steps(config):
         '  evaluate (VOC mAP on the %s split):\n'
         '    %s\n'
         '  draw the detections on a few images into demo_out/:\n'
-        '    %s' % ('chosen' if config.data.dataset_dir else 'sample val',
+        '    %s' % ('chosen' if config.data.dataset.dataset_dir
+                    else 'sample val',
                     evaluate, demo), flush=True)
 
 
@@ -511,8 +559,8 @@ def resolve_platform(log=True):
     for line in platform_info.startup_report(ONEDNN, precision_choice,
                                              data_format=layout_choice):
       logging.info('%s', line)
-    warning = training.clone_placement_warning(FLAGS.num_clones,
-                                               FLAGS.clone_on_cpu, num_gpus)
+    warning = graph_lib.clone_placement_warning(
+        FLAGS.num_clones, FLAGS.clone_on_cpu, num_gpus)
     if warning:
       logging.warning('%s', warning)
   return Platform(precision_choice[0], layout_choice[0])
@@ -541,21 +589,29 @@ def config_from_flags(log_platform=False):
                       worker_replicas=settings.worker_replicas,
                       num_ps_tasks=settings.num_ps_tasks,
                       replicas_to_aggregate=settings.replicas_to_aggregate)
-  return training.TrainingConfig(
-      data=_options(training.DataOptions),
-      model=_options(training.ModelOptions, **scratch['model'],
-                     data_format=platform.data_format),
-      loss=_options(training.LossOptions),
-      optimisation=_options(
-          training.OptimisationOptions,
-          **dict(scratch['optimisation'], **first_run['optimisation']),
+  return _flags_config(
+      model=dict(scratch['model'], data_format=platform.data_format),
+      optimisation=dict(scratch['optimisation'], **first_run['optimisation']),
+      deployment=deployment, logging=first_run['logging'])
+
+
+def _flags_config(**resolved):
+  """The TrainingConfig of the parsed flags, but for the settings in
+  `resolved` ({group: {setting: value}}), which take those values."""
+  parsed = dict(
+      data=dict(dataset=dataset_flags.read_dataset_flags()),
+      optimisation=dict(
           learning_rate_boundaries=[
               int(step) for step in FLAGS.learning_rate_boundaries],
           learning_rate_values=[
-              float(rate) for rate in FLAGS.learning_rate_values]),
-      deployment=_options(training.DeploymentOptions, **deployment),
-      logging=_options(training.LoggingOptions, **first_run['logging']),
-      seed=FLAGS.seed)
+              float(rate) for rate in FLAGS.learning_rate_values]))
+  groups = {
+      field.name: _options(field.default_factory,
+                           **parsed.get(field.name, {}),
+                           **resolved.get(field.name, {}))
+      for field in dataclasses.fields(config_lib.TrainingConfig)
+      if field.name in config_lib.TrainingConfig.GROUPS}
+  return config_lib.TrainingConfig(seed=FLAGS.seed, **groups)
 
 
 def main(unused_argv):
@@ -568,12 +624,13 @@ def main(unused_argv):
           cluster, config.deployment.ps_exit_when_done,
           timeouts=config.deployment.cluster_timeouts)
       return
-    dataset = training.load_dataset(config.data)
-    ssd_net = training.build_ssd_net(config.model, dataset.num_classes)
-    trained = training.run_training(config, ssd_net, dataset)
+    dataset = dataset_flags.load_dataset(config.data.dataset)
+    ssd_net = graph_lib.build_ssd_net(config.model, dataset.num_classes)
+    trained = loop.run_training(config, ssd_net, dataset)
     if trained and config.deployment.is_chief:
       print_next_steps(config)
-  except (training.TrainingStopped, ValueError, run_lock.LockHeld) as error:
+  except (step_runner.TrainingStopped, ValueError,
+          run_lock.LockHeld) as error:
     # Bad flags, data or checkpoints, or a train_dir in use: the message
     # says what to fix.
     logging.error('%s', error)

@@ -7,8 +7,9 @@ JPEGs) for the shuffle's quality at scale.  Then, for each source tree (this
 one, and `--baseline_tree`, e.g. a worktree of an earlier commit), each in a
 child process of its own:
 
-  pipeline  the training input queue (`utils.trainer.training.build_input_queue`,
-            batch 2, SSD augmentation): time to the first batch, then
+  pipeline  the training input queue
+            (`utils.trainer.input_pipeline.build_input_queue`, batch 2, SSD
+            augmentation): time to the first batch, then
             `--batches` batches; peak RSS (the child's VmHWM, from wait4);
   train     `train_ssd_network.py --max_number_of_steps 2 --batch_size 2`:
             time from the start of the process to the log line of step 1,
@@ -82,15 +83,19 @@ from absl import logging
 import tensorflow as tf
 tf.compat.v1.disable_eager_execution()
 logging.set_verbosity(logging.INFO)
-from utils.trainer import training
+from datasets import dataset_flags
+from utils.trainer import config as config_lib
+from utils.trainer import graph as graph_lib
+from utils.trainer import input_pipeline
 dataset_dir, batches = sys.argv[1], int(sys.argv[2])
-config = training.TrainingConfig(data=training.DataOptions(
-    dataset_dir=dataset_dir, batch_size=2))
-dataset = training.load_dataset(config.data)
-ssd_net = training.build_ssd_net(config.model, dataset.num_classes)
-deploy_config = training.make_deploy_config(config.deployment)
+config = config_lib.TrainingConfig(data=config_lib.DataOptions(
+    dataset=dataset_flags.DatasetConfig(dataset_dir=dataset_dir),
+    batch_size=2))
+dataset = dataset_flags.load_dataset(config.data.dataset)
+ssd_net = graph_lib.build_ssd_net(config.model, dataset.num_classes)
+deploy_config = graph_lib.make_deploy_config(config.deployment)
 start = time.time()
-queue, _ = training.build_input_queue(
+queue, _ = input_pipeline.build_input_queue(
     dataset, config.data, config.model.model_name, 'NHWC', 0.5, None,
     ssd_net, deploy_config)
 batch = queue.dequeue()

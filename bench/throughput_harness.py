@@ -1,10 +1,10 @@
 """bench/train_throughput.py's harness: the child processes and their stepping.
 
 Child side (this file run with --child_json=SPEC): builds the training
-graph with the training library (utils/trainer/training.py) from
+graph with the training library (utils/trainer/) from
 train_ssd_network.py's own flags, with the real TFRecord input (e2e) or the
-injected training.fixed_batch_input_fn serving one batch the real pipeline
-made, from variables (model), and runs
+injected input_pipeline.fixed_batch_input_fn serving one batch the real
+pipeline made, from variables (model), and runs
 its steps on the parent's command.  Parent side: `Child` (a process stepped
 over its stdin), `run_group` (a group of them, interleaved), `groups`
 (configurations packed into memory-budget groups).
@@ -77,22 +77,28 @@ def _training_config(data_dir, precision, clones, batch, seed, extra):
   return train_ssd_network.config_from_flags()
 
 
-def _build(training, config, mode):
+def _build(config, mode):
   """Builds the training graph in the default graph.
 
   Returns:
     (TrainingGraph, model_deploy.DeploymentConfig).
   """
-  dataset = training.load_dataset(config.data)
-  ssd_net = training.build_ssd_net(config.model, dataset.num_classes)
-  deploy_config = training.make_deploy_config(config.deployment)
-  input_fn = training.tfrecord_input_fn(config, dataset)
+  # pylint: disable=g-import-not-at-top
+  from datasets import dataset_flags
+  from utils.trainer import graph as graph_lib
+  from utils.trainer import input_pipeline
+  # pylint: enable=g-import-not-at-top
+  dataset = dataset_flags.load_dataset(config.data.dataset)
+  ssd_net = graph_lib.build_ssd_net(config.model, dataset.num_classes)
+  deploy_config = graph_lib.make_deploy_config(config.deployment)
+  input_fn = input_pipeline.tfrecord_input_fn(config, dataset)
   if mode == 'model':
-    arrays, batch_shape = training.read_batch(input_fn, ssd_net,
-                                              deploy_config, config.seed)
-    input_fn = training.fixed_batch_input_fn(arrays, batch_shape)
-  tensors = training.build_training_graph(config, ssd_net, deploy_config,
-                                          input_fn, dataset.num_samples)
+    arrays, batch_shape = input_pipeline.read_batch(input_fn, ssd_net,
+                                                    deploy_config,
+                                                    config.seed)
+    input_fn = input_pipeline.fixed_batch_input_fn(arrays, batch_shape)
+  tensors = graph_lib.build_training_graph(config, ssd_net, deploy_config,
+                                           input_fn, dataset.num_samples)
   return tensors, deploy_config
 
 
@@ -102,11 +108,11 @@ def _import_training():
   # reads it.
   import train_ssd_network  # noqa: F401
   import tensorflow as tf
+  from utils.trainer import step_runner
   from utils.trainer import train_tools
-  from utils.trainer import training
   # pylint: enable=g-import-not-at-top
   tf.compat.v1.disable_eager_execution()
-  return tf, training, train_tools
+  return tf, step_runner, train_tools
 
 
 def _send(message, payload=None):
@@ -121,7 +127,7 @@ def run_child(spec):
   step per STEP line read from stdin (printing its wall and CPU seconds)
   until DONE, and prints its RESULT (with the peak RSS) before exiting.
   """
-  tf, training, train_tools = _import_training()
+  tf, step_runner, train_tools = _import_training()
   v1 = tf.compat.v1
   config = _training_config(spec['data_dir'], spec['precision'],
                             spec['clones'], spec['batch'], spec['seed'],
@@ -130,16 +136,16 @@ def run_child(spec):
   graph = tf.Graph()
   with graph.as_default():
     v1.set_random_seed(config.seed)
-    tensors, deploy_config = _build(training, config, spec['mode'])
+    tensors, deploy_config = _build(config, spec['mode'])
     init = [v1.global_variables_initializer(),
             v1.local_variables_initializer()]
   build_s = time.perf_counter() - start
-  # The session training.run_training opens.
+  # The session loop.run_training opens.
   session_config = train_tools.session_config(
       deploy_config, config.deployment.gpu_memory_fraction,
       config.deployment.precision)
   images_per_step = config.deployment.images_per_step(config.data.batch_size)
-  runner = training.StepRunner(tensors, images_per_step, None, 10**9)
+  runner = step_runner.StepRunner(tensors, images_per_step, None, 10**9)
   result = dict(build_s=build_s, images_per_step=images_per_step)
 
   def step():
@@ -183,7 +189,7 @@ def run_child(spec):
 
 def run_trajectory_child(spec):
   """Trains one fixed batch from the same weights in each precision."""
-  tf, training, train_tools = _import_training()
+  tf, step_runner, train_tools = _import_training()
   v1 = tf.compat.v1
   precisions = spec['precisions']
   config = _training_config(spec['data_dir'], precisions[0], 1,
@@ -192,7 +198,7 @@ def run_trajectory_child(spec):
   graph = tf.Graph()
   with graph.as_default():
     v1.set_random_seed(config.seed)
-    tensors, deploy_config = _build(training, config, 'model')
+    tensors, deploy_config = _build(config, 'model')
     init = [v1.global_variables_initializer(),
             v1.local_variables_initializer()]
     variables = v1.global_variables()
@@ -202,7 +208,7 @@ def run_trajectory_child(spec):
   for precision in precisions:
     session_config = train_tools.session_config(deploy_config,
                                                 precision=precision)
-    runner = training.StepRunner(tensors, spec['batch'], None, 10**9)
+    runner = step_runner.StepRunner(tensors, spec['batch'], None, 10**9)
     with v1.Session(graph=graph, config=session_config) as sess:
       sess.run(init)
       if initial_values is None:

@@ -1,7 +1,7 @@
 r"""Training throughput of SSD300: images/second, seconds/step, peak RSS.
 
 Two graphs, both built by the training library's build_training_graph
-(utils/trainer/training.py) from train_ssd_network.py's own flags (same network,
+(utils/trainer/graph.py) from train_ssd_network.py's own flags (same network,
 SSD loss, Adam, clone deployment, finiteness assertion and summaries; the
 step is run by the library's StepRunner, as the training loop runs it):
 

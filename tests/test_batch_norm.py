@@ -26,7 +26,7 @@ from utils.common import tf_compat  # noqa: F401  (before tf_slim: restores the 
 import tf_slim as slim
 
 from datasets import dataset_factory
-from utils.inference import demo
+from datasets import dataset_flags
 import detection_fixtures as helpers
 from nets import nets_factory
 from nets import ssd_vgg_300
@@ -34,7 +34,10 @@ from utils.inference import detection
 from utils.inference import saved_model
 from utils.common import run_directory
 from utils.evaluation import evaluator
-from utils.trainer import training
+from utils.inference import demo
+from utils.trainer import config as config_lib
+from utils.trainer import graph as graph_lib
+from utils.trainer import input_pipeline
 
 from cluster_fixtures import assert_clean_exit
 from cluster_fixtures import checkpoint_values
@@ -85,17 +88,18 @@ def moving_statistics_after(values, num_steps, dataset_dir, skipped=()):
   model (learning rate 0) from (0, 1), on the first batches of a
   SAME_BATCH_FLAGS run: computed here, batch by batch.  The batches whose
   indices are in `skipped` were dequeued by something else than a step."""
-  config = training.TrainingConfig(seed=1)
-  config.data = training.DataOptions(
-      dataset_dir=dataset_dir, batch_size=1, num_readers=1,
-      num_preprocessing_threads=1, augmentation='none')
-  config.model = training.ModelOptions(batch_norm=True)
-  dataset = training.load_dataset(config.data)
-  ssd_net = training.build_ssd_net(config.model, dataset.num_classes)
+  config = config_lib.TrainingConfig(seed=1)
+  config.data = config_lib.DataOptions(
+      dataset=dataset_flags.DatasetConfig(dataset_dir=dataset_dir),
+      batch_size=1, num_readers=1, num_preprocessing_threads=1,
+      augmentation='none')
+  config.model = config_lib.ModelOptions(batch_norm=True)
+  dataset = dataset_flags.load_dataset(config.data.dataset)
+  ssd_net = graph_lib.build_ssd_net(config.model, dataset.num_classes)
   with tf.Graph().as_default():
     v1.set_random_seed(config.seed)
-    queue, _ = training.tfrecord_input_fn(config, dataset)(
-        ssd_net, training.make_deploy_config(config.deployment))
+    queue, _ = input_pipeline.tfrecord_input_fn(config, dataset)(
+        ssd_net, graph_lib.make_deploy_config(config.deployment))
     images = v1.placeholder(tf.float32, [1, 300, 300, 3])
     with slim.arg_scope(ssd_net.arg_scope()):
       ssd_net.net(images, is_training=True)

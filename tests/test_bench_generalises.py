@@ -93,12 +93,12 @@ def test_parse_training_log():
   text = '\n'.join([
       'I1201 train_ssd_network.py:359] Precision: mixed_bfloat16 (auto: no '
       'GPU, and the CPU has avx512_bf16 (fast bfloat16))',
-      'I1201 training.py:593] step 11: loss 12.0000 (localization 2.0) lr '
+      'I1201 step_runner.py:180] step 11: loss 12.0000 (localization 2.0) lr '
       '1e-05, 0.20 images/s, 40.00 s/step, ETA 00:06:00',
       'INFO:tensorflow:Recording summary at step 11.',
-      'I1201 training.py:593] step 12: loss 10.5000 (localization 1.5) lr '
+      'I1201 step_runner.py:180] step 12: loss 10.5000 (localization 1.5) lr '
       '2e-05, 0.40 images/s, 20.00 s/step, ETA 00:03:00',
-      'I1201 training.py:593] step 13: loss 9.0000 (localization 1.0) lr '
+      'I1201 step_runner.py:180] step 13: loss 9.0000 (localization 1.0) lr '
       '3e-05, 0.50 images/s, 16.00 s/step'])
   loss, images_per_second, precision = generalises.parse_training_log(text)
   assert loss == pytest.approx((12.0 + 10.5 + 9.0) / 3)

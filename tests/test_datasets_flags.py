@@ -12,14 +12,15 @@ def _parsed(argv, **define_kwargs):
   return flag_values
 
 
-def test_defaults_match_the_scripts_old_flags():
+def test_defaults_are_the_flags_defaults():
   train = dataset_flags.read_dataset_flags(_parsed([]))
   assert train == dataset_flags.DatasetConfig(
-      dataset_dir=None, dataset_name='voc', split_name='train',
+      dataset_dir=None, dataset_name='voc', dataset_split_name='train',
       file_pattern=None)
+  assert train == dataset_flags.DatasetConfig()
   evaluation = dataset_flags.read_dataset_flags(
       _parsed([], default_split='val'))
-  assert evaluation.split_name == 'val'
+  assert evaluation.dataset_split_name == 'val'
 
 
 def test_parsed_values_load_the_named_split(sample_dataset_dir):
@@ -34,7 +35,8 @@ def test_parsed_values_load_the_named_split(sample_dataset_dir):
 
 
 def test_unknown_split_is_a_value_error(sample_dataset_dir):
-  config = dataset_flags.DatasetConfig(sample_dataset_dir, 'voc', 'test', None)
+  config = dataset_flags.DatasetConfig(dataset_dir=sample_dataset_dir,
+                                       dataset_split_name='test')
   with pytest.raises(ValueError, match=r"no split 'test'.*available: train, "
                      'val'):
     dataset_flags.load_dataset(config)

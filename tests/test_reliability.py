@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from datasets import dataset_flags
 from nets import nets_factory
 from nets import ssd_vgg_300
 from utils.checkpointing import checkpoints
@@ -28,8 +29,11 @@ from utils.checkpointing import checkpoint_saver
 from utils.inference import detection
 from utils.common import run_directory
 from utils.common import run_lock
+from utils.trainer import config as config_lib
+from utils.trainer import graph as graph_lib
+from utils.trainer import initialisation
+from utils.trainer import input_pipeline
 from utils.trainer import train_tools
-from utils.trainer import training
 
 from conftest import PROJECT_ROOT
 
@@ -368,23 +372,23 @@ def run_script(train_dir, dataset_dir, *flags):
 
 def small_config(dataset_dir, num_classes=None):
   """The TrainingConfig of _TRAIN_FLAGS (the graph the script builds)."""
-  config = training.TrainingConfig(seed=1)
-  config.data = training.DataOptions(dataset_dir=dataset_dir, batch_size=1,
-                                     num_readers=1,
-                                     num_preprocessing_threads=1)
-  config.model = training.ModelOptions(num_classes=num_classes)
-  config.optimisation = training.OptimisationOptions(optimizer='sgd')
+  config = config_lib.TrainingConfig(seed=1)
+  config.data = config_lib.DataOptions(
+      dataset=dataset_flags.DatasetConfig(dataset_dir=dataset_dir),
+      batch_size=1, num_readers=1, num_preprocessing_threads=1)
+  config.model = config_lib.ModelOptions(num_classes=num_classes)
+  config.optimisation = config_lib.OptimisationOptions(optimizer='sgd')
   return config
 
 
 def build_graph(config):
   """Builds the training graph of `config` in the default graph."""
-  dataset = training.load_dataset(config.data)
-  ssd_net = training.build_ssd_net(config.model, dataset.num_classes)
-  deploy_config = training.make_deploy_config(config.deployment)
-  tensors = training.build_training_graph(
+  dataset = dataset_flags.load_dataset(config.data.dataset)
+  ssd_net = graph_lib.build_ssd_net(config.model, dataset.num_classes)
+  deploy_config = graph_lib.make_deploy_config(config.deployment)
+  tensors = graph_lib.build_training_graph(
       config, ssd_net, deploy_config,
-      training.tfrecord_input_fn(config, dataset), dataset.num_samples)
+      input_pipeline.tfrecord_input_fn(config, dataset), dataset.num_samples)
   return tensors, deploy_config
 
 
@@ -465,7 +469,7 @@ def test_resume_with_another_class_count_fails_before_training(
   with tf.Graph().as_default():
     build_graph(config)
     with pytest.raises(checkpoints.CheckpointError) as error:
-      training.make_init_fn(train_dir, config.model)
+      initialisation.make_init_fn(train_dir, config.model)
   message = str(error.value)
   assert message.startswith(
       'Cannot resume from %s: it was written by another model' % first)
@@ -500,8 +504,8 @@ def test_a_vgg16_checkpoint_in_pretrained_dir_restores_its_conv_layers(
         sess.run(v1.global_variables_initializer())
         v1.train.Saver(saved).save(sess, str(pretrained / 'vgg_16.ckpt'))
     caplog.set_level('INFO')
-    model = training.ModelOptions(checkpoint_path=str(pretrained))
-    init_fn = training.make_init_fn(str(tmp_path / 'run'), model)
+    model = config_lib.ModelOptions(checkpoint_path=str(pretrained))
+    init_fn = initialisation.make_init_fn(str(tmp_path / 'run'), model)
     with v1.Session(config=train_tools.session_config(deploy_config)) as sess:
       sess.run(v1.global_variables_initializer())
       init_fn(sess)
@@ -531,8 +535,8 @@ def _ssd_params_value(value):
 
 def _run_ssd_net(config):
   """The SSDNet the training script builds for `config`."""
-  dataset = training.load_dataset(config.data)
-  return training.build_ssd_net(config.model, dataset.num_classes)
+  dataset = dataset_flags.load_dataset(config.data.dataset)
+  return graph_lib.build_ssd_net(config.model, dataset.num_classes)
 
 
 def config_params(config):
@@ -593,8 +597,8 @@ def test_a_refused_resume_leaves_the_run_metadata_untouched(
   assert 'Training configuration' not in log
   assert _metadata_bytes(train_dir) == before
   _, ssd_net = detection.load_network(train_dir)
-  assert ssd_net.params.num_classes == training.load_dataset(
-      small_config(sample_dataset_dir).data).num_classes
+  assert ssd_net.params.num_classes == dataset_flags.load_dataset(
+      small_config(sample_dataset_dir).data.dataset).num_classes
 
 
 def _text_file(tmp_path, unused_dataset_dir):
@@ -675,8 +679,8 @@ def test_a_truncated_shard_is_named_in_one_line(tmp_path, sample_dataset_dir):
   dataset_dir = str(tmp_path / 'data')
   shutil.copytree(sample_dataset_dir, dataset_dir,
                   ignore=shutil.ignore_patterns('voc'))
-  shard = training.load_dataset(
-      small_config(dataset_dir).data).files[0]
+  shard = dataset_flags.load_dataset(
+      small_config(dataset_dir).data.dataset).files[0]
   with open(shard, 'r+b') as data:
     data.truncate(os.path.getsize(shard) - 500)
   code, log = run_script(str(tmp_path / 'run'), dataset_dir,
@@ -781,8 +785,8 @@ def test_an_older_checkpoint_without_parameters_resumes(
   config = small_config(sample_dataset_dir)
   with tf.Graph().as_default():
     tensors, deploy_config = build_graph(config)
-    assert training.make_init_fn(str(tmp_path / 'run'), config.model,
-                                 _run_ssd_net(config)) is None
+    assert initialisation.make_init_fn(str(tmp_path / 'run'), config.model,
+                                       _run_ssd_net(config)) is None
     saver = checkpoint_saver.CheckpointSaver()
     with v1.Session(config=train_tools.session_config(deploy_config)) as sess:
       saver.restore(sess, old)

@@ -1,4 +1,4 @@
-"""Tests of training: the library (utils/trainer/training.py) in-process, and a few
+"""Tests of training: the library (utils/trainer/) in-process, and a few
 end-to-end runs of train_ssd_network.py as a user runs it.
 
 Everything runs on the small sample dataset at batch size 1 in float32
@@ -22,12 +22,19 @@ import tensorflow as tf
 from utils.common import tf_compat  # noqa: F401  (before tf_slim: restores the names it needs)
 import tf_slim as slim
 
+from datasets import dataset_flags
 from nets import nets_factory
 from nets import ssd_vgg_300
 from utils.checkpointing import checkpoints
 from utils.common import run_directory
+from utils.trainer import config as config_lib
+from utils.trainer import graph as graph_lib
+from utils.trainer import initialisation
+from utils.trainer import input_pipeline
+from utils.trainer import loop
+from utils.trainer import run_description
+from utils.trainer import step_runner
 from utils.trainer import train_tools
-from utils.trainer import training
 
 from conftest import PROJECT_ROOT
 
@@ -87,13 +94,13 @@ def small_config(train_dir, dataset_dir, **groups):
       optimisation=dict(learning_rate=0).
   """
   defaults = dict(
-      data=dict(dataset_dir=dataset_dir, batch_size=1, num_readers=1,
-                num_preprocessing_threads=2),
+      data=dict(dataset=dataset_flags.DatasetConfig(dataset_dir=dataset_dir),
+                batch_size=1, num_readers=1, num_preprocessing_threads=2),
       optimisation=dict(max_number_of_steps=1),
       logging=dict(train_dir=str(train_dir), log_every_n_steps=1,
                    save_summaries_secs=1))
-  config = training.TrainingConfig(seed=1)
-  for name in training.TrainingConfig.GROUPS:
+  config = config_lib.TrainingConfig(seed=1)
+  for name in config_lib.TrainingConfig.GROUPS:
     values = dict(defaults.get(name, {}), **groups.get(name, {}))
     setattr(config, name, type(getattr(config, name))(**values))
   return config
@@ -105,14 +112,14 @@ def build_graph(config, input_fn=None):
   Returns:
     (TrainingGraph, model_deploy.DeploymentConfig).
   """
-  dataset = training.load_dataset(config.data)
-  ssd_net = training.build_ssd_net(config.model, dataset.num_classes)
-  deploy_config = training.make_deploy_config(config.deployment)
+  dataset = dataset_flags.load_dataset(config.data.dataset)
+  ssd_net = graph_lib.build_ssd_net(config.model, dataset.num_classes)
+  deploy_config = graph_lib.make_deploy_config(config.deployment)
   if input_fn is None:
-    input_fn = training.tfrecord_input_fn(config, dataset)
+    input_fn = input_pipeline.tfrecord_input_fn(config, dataset)
   v1.set_random_seed(config.seed)
-  tensors = training.build_training_graph(config, ssd_net, deploy_config,
-                                          input_fn, dataset.num_samples)
+  tensors = graph_lib.build_training_graph(config, ssd_net, deploy_config,
+                                           input_fn, dataset.num_samples)
   return tensors, deploy_config
 
 
@@ -128,9 +135,10 @@ def run_steps(config, num_steps, input_fn=None, stop_file=None):
   """
   with tf.Graph().as_default():
     tensors, deploy_config = build_graph(config, input_fn)
-    init_fn = training.make_init_fn(config.logging.train_dir, config.model)
-    runner = training.StepRunner(tensors, config.data.batch_size, num_steps,
-                                 1, stop_file=stop_file)
+    init_fn = initialisation.make_init_fn(config.logging.train_dir,
+                                          config.model)
+    runner = step_runner.StepRunner(tensors, config.data.batch_size,
+                                    num_steps, 1, stop_file=stop_file)
     session_config = train_tools.session_config(
         deploy_config, precision=config.deployment.precision)
     with v1.Session(config=session_config) as sess:
@@ -196,6 +204,7 @@ def conv_layouts(train_dir):
           if node.op == 'Conv2D'}
 
 
+@pytest.mark.slow
 def test_one_clone_trains_writes_summaries_and_resumes(tmp_path,
                                                        sample_dataset_dir):
   code, log = run_script(tmp_path, sample_dataset_dir,
@@ -257,12 +266,12 @@ def test_model_and_loss_options_reach_the_network(tmp_path,
   config = small_config(tmp_path, sample_dataset_dir,
                         model=dict(dropout_keep_prob=0.5, batch_norm=True,
                                    anchor_sizes='voc'))
-  ssd_net = training.build_ssd_net(config.model, 4)
+  ssd_net = graph_lib.build_ssd_net(config.model, 4)
   assert ssd_net.params.dropout_keep_prob == 0.5
   assert ssd_net.params.batch_norm
   assert ssd_net.params.anchor_sizes[0] == (30.0, 60.0)
   with pytest.raises(ValueError):
-    training.build_ssd_net(training.ModelOptions(anchor_sizes='coco?'), 4)
+    graph_lib.build_ssd_net(config_lib.ModelOptions(anchor_sizes='coco?'), 4)
 
 
 def _first_moving_mean(config, input_fn):
@@ -282,15 +291,16 @@ def test_batch_norm_moving_statistics_take_every_clone(tmp_path,
   moving mean is (1 + d)x-2x that of 1 clone; 1x if only clone 0 updated it.
   """
   options = dict(model=dict(batch_norm=True),
-                 data=dict(dataset_dir=sample_dataset_dir, batch_size=1,
-                           augmentation='none'))
+                 data=dict(dataset=dataset_flags.DatasetConfig(
+                     dataset_dir=sample_dataset_dir), batch_size=1,
+                     augmentation='none'))
   one_clone = small_config(tmp_path / 'one', sample_dataset_dir, **options)
-  dataset = training.load_dataset(one_clone.data)
-  ssd_net = training.build_ssd_net(one_clone.model, dataset.num_classes)
-  batch, batch_shape = training.read_batch(
-      training.tfrecord_input_fn(one_clone, dataset), ssd_net,
-      training.make_deploy_config(one_clone.deployment))
-  input_fn = training.fixed_batch_input_fn(batch, batch_shape)
+  dataset = dataset_flags.load_dataset(one_clone.data.dataset)
+  ssd_net = graph_lib.build_ssd_net(one_clone.model, dataset.num_classes)
+  batch, batch_shape = input_pipeline.read_batch(
+      input_pipeline.tfrecord_input_fn(one_clone, dataset), ssd_net,
+      graph_lib.make_deploy_config(one_clone.deployment))
+  input_fn = input_pipeline.fixed_batch_input_fn(batch, batch_shape)
   single = _first_moving_mean(one_clone, input_fn)
   double = _first_moving_mean(small_config(
       tmp_path / 'two', sample_dataset_dir,
@@ -344,21 +354,21 @@ def test_a_stop_file_stops_after_the_step_and_the_next_run_removes_it(
   runner, values, losses = run_steps(config, 5, stop_file=str(stop_file))
   assert len(losses) == 1 and values['global_step'] == 1
   assert not runner.failure and stop_file.exists()
-  training.remove_stop_file(str(stop_file))
+  loop.remove_stop_file(str(stop_file))
   assert not stop_file.exists()
-  training.remove_stop_file(str(stop_file))  # None: nothing to do.
+  loop.remove_stop_file(str(stop_file))  # None: nothing to do.
 
 
 def test_clones_without_gpus_are_said_to_run_on_the_cpu():
-  warning = training.clone_placement_warning(3, False, 0)
+  warning = graph_lib.clone_placement_warning(3, False, 0)
   assert warning.startswith('3 clones but no GPU is visible: clones 0 to 2 '
                             'run on the CPU')
   assert '--clone_on_cpu' in warning
-  assert training.clone_placement_warning(3, False, 2).startswith(
+  assert graph_lib.clone_placement_warning(3, False, 2).startswith(
       '3 clones but only 2 GPU(s) are visible: clone 2 runs on the CPU')
-  assert training.clone_placement_warning(3, True, 0) is None
-  assert training.clone_placement_warning(2, False, 2) is None
-  assert training.clone_placement_warning(1, False, 0) is None
+  assert graph_lib.clone_placement_warning(3, True, 0) is None
+  assert graph_lib.clone_placement_warning(2, False, 2) is None
+  assert graph_lib.clone_placement_warning(1, False, 0) is None
 
 
 def _save_checkpoint(path, variables):
@@ -429,7 +439,7 @@ def test_class_count_mismatch_names_variables_and_fix(tmp_path,
   with pytest.raises(checkpoints.CheckpointError) as error:
     with tf.Graph().as_default():
       build_graph(config)
-      training.make_init_fn(config.logging.train_dir, config.model)
+      initialisation.make_init_fn(config.logging.train_dir, config.model)
   message = str(error.value)
   assert 'ssd_300_vgg/block4_box/conv_cls/weights' in message
   assert '--checkpoint_exclude_scopes=ssd_300_vgg/block4_box' in message
@@ -439,13 +449,13 @@ def test_class_count_mismatch_names_variables_and_fix(tmp_path,
 def test_missing_checkpoint_is_a_clear_error(tmp_path, sample_dataset_dir):
   config = small_config(tmp_path / 'train', sample_dataset_dir,
                         model=dict(checkpoint_path=str(tmp_path / 'nope.ckpt')))
-  dataset = training.load_dataset(config.data)
-  ssd_net = training.build_ssd_net(config.model, dataset.num_classes)
+  dataset = dataset_flags.load_dataset(config.data.dataset)
+  ssd_net = graph_lib.build_ssd_net(config.model, dataset.num_classes)
   # Before anything is built.
   with pytest.raises(checkpoints.CheckpointError,
                      match='nope.ckpt does not exist'):
-    training.run_training(config, ssd_net, dataset,
-                          input_fn=lambda *unused: pytest.fail('built'))
+    loop.run_training(config, ssd_net, dataset,
+                      input_fn=lambda *unused: pytest.fail('built'))
 
 
 def test_resolve_checkpoint_path_accepts_files_and_directories(tmp_path):
@@ -479,7 +489,8 @@ def test_non_finite_loss_stops_without_writing_nan(tmp_path,
 
 def test_hparams_are_the_settings_that_tell_runs_apart(tmp_path):
   config = small_config(tmp_path, str(tmp_path / 'data'))
-  hparams = training._hparams(config)  # pylint: disable=protected-access
+  # pylint: disable=protected-access
+  hparams = run_description._hparams(config)
   assert hparams['batch_size'] == 1 and hparams['optimizer'] == 'adam'
   assert {'learning_rate', 'precision', 'num_clones'} <= set(hparams)
   # Other optimizers' settings stay in the Text tab only.
@@ -506,11 +517,11 @@ def _vgg16_checkpoint_with_fc(path, rng):
 
 
 def test_norestore_reduced_fc_keeps_conv6_conv7_random():
-  assert training.reduced_fc_init(
-      training.ModelOptions(restore_reduced_fc=False), 'vgg_16.ckpt',
+  assert initialisation.reduced_fc_init(
+      config_lib.ModelOptions(restore_reduced_fc=False), 'vgg_16.ckpt',
       ssd_vgg_300.VGG_16_SCOPE) is None
-  assert training.reduced_fc_init(training.ModelOptions(), 'ssd.ckpt',
-                                  None) is None
+  assert initialisation.reduced_fc_init(config_lib.ModelOptions(),
+                                        'ssd.ckpt', None) is None
 
 
 def test_imagenet_vgg16_fc6_fc7_become_conv6_conv7_decimated(
@@ -546,10 +557,10 @@ class _GlobalStepOnlySession(object):
 
 def test_a_step_runner_at_its_step_limit_runs_no_step(caplog):
   global_step, train_op = object(), object()
-  graph = training.TrainingGraph(
+  graph = graph_lib.TrainingGraph(
       train_op=train_op, summary_op=None, global_step=global_step,
       learning_rate=None, total_loss=None, loss_terms={})
-  runner = training.StepRunner(graph, 1, 5, 1)
+  runner = step_runner.StepRunner(graph, 1, 5, 1)
   caplog.set_level('INFO')
   _, should_stop = runner(_GlobalStepOnlySession(global_step, 5), train_op,
                           global_step, {})
@@ -579,25 +590,25 @@ def test_next_steps_commands_survive_spaces_in_paths(tmp_path):
     ('polynomial', 25.0, 1000, 1000),   # 25 epochs x 40 steps
     ('polynomial', 2.0, 1000, 80),
     ('polynomial', None, None,          # no limit: 25 epochs
-     training.POLYNOMIAL_EPOCHS_WITHOUT_STEP_LIMIT * 40),
+     config_lib.POLYNOMIAL_EPOCHS_WITHOUT_STEP_LIMIT * 40),
     ('exponential', None, 1000, 80),    # 2 epochs by default
     ('exponential', 0.5, None, 20),
 ])
 def test_decay_period_steps(decay_type, epochs, max_steps, expected):
-  optimisation = training.OptimisationOptions(
+  optimisation = config_lib.OptimisationOptions(
       learning_rate_decay_type=decay_type, num_epochs_per_decay=epochs,
       max_number_of_steps=max_steps)
-  assert training.decay_period_steps(optimisation, 320, 8) == expected
+  assert graph_lib.decay_period_steps(optimisation, 320, 8) == expected
 
 
 def test_polynomial_schedule_spans_the_run():
-  optimisation = training.OptimisationOptions(
+  optimisation = config_lib.OptimisationOptions(
       learning_rate=0.001, end_learning_rate=0.0001,
       learning_rate_decay_type='polynomial', warmup_steps=100,
       max_number_of_steps=1000)
   with tf.Graph().as_default():
     step = v1.placeholder(tf.int64, [])
-    rate = training.learning_rate_schedule(optimisation, 320, 8, step)
+    rate = graph_lib.learning_rate_schedule(optimisation, 320, 8, step)
     with v1.Session() as sess:
       values = {s: sess.run(rate, {step: s}) for s in (0, 99, 500, 1000,
                                                        2000)}
@@ -626,8 +637,9 @@ for line in ' '.join(sys.argv[1:]).split('|'):
 '''
 
 
+@pytest.mark.slow
 def test_defaults_from_scratch_are_the_measured_recipe(tmp_path):
-  if training.pretrained_checkpoint(training.ModelOptions()):
+  if config_lib.pretrained_checkpoint(config_lib.ModelOptions()):
     pytest.skip('a checkpoint in %s would start the run' %
                 checkpoints.PRETRAINED_DIR)
   result = subprocess.run(
@@ -636,8 +648,8 @@ def test_defaults_from_scratch_are_the_measured_recipe(tmp_path):
        '|', '--checkpoint_path=%s' % (tmp_path / 'model.ckpt-1')],
       capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT)
   assert result.returncode == 0, result.stderr[-3000:]
-  recipe = training.FROM_SCRATCH_RECIPE['optimisation']
-  plain = training.OptimisationOptions()
+  recipe = config_lib.FROM_SCRATCH_RECIPE['optimisation']
+  plain = config_lib.OptimisationOptions()
   assert result.stdout.splitlines() == [
       # No checkpoint: the recipe, logged.
       'True polynomial %s %s %s' % (recipe['learning_rate'],

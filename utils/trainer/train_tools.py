@@ -1,7 +1,8 @@
 """Training helpers ("train tools"): queues, learning rate, optimizer, clones.
 
-Every function takes plain values (no flags object): the training library
-(utils/trainer/training.py) passes them from its configuration.
+Every function takes plain values (no flags object): the training graph
+(utils/trainer/graph.py) passes them from its configuration
+(utils/trainer/config.py, the one source of their defaults).
 """
 import math
 
@@ -13,6 +14,7 @@ import tf_slim as slim
 from deployment import model_deploy
 from utils.checkpointing import checkpoints
 from utils.common import platform_info
+from utils.trainer import config as config_lib
 
 _v1 = tf.compat.v1
 
@@ -23,15 +25,6 @@ LEARNING_RATE_DECAY_TYPES = ('cosine', 'exponential', 'fixed', 'piecewise',
 PIECEWISE_DEFAULT_FACTOR = 0.1
 OPTIMIZERS = ('adadelta', 'adagrad', 'adam', 'ftrl', 'momentum', 'rmsprop',
               'sgd')
-# The hyper-parameters configure_optimizer takes, with their defaults (those
-# of TF-slim's train_image_classifier.py).
-OPTIMIZER_HYPERPARAMETERS = dict(
-    adadelta_rho=0.95, adadelta_epsilon=1e-6,
-    adagrad_initial_accumulator_value=0.1, adam_beta1=0.9, adam_beta2=0.999,
-    adam_epsilon=1e-8, ftrl_learning_rate_power=-0.5,
-    ftrl_initial_accumulator_value=0.1, ftrl_l1=0.0, ftrl_l2=0.0,
-    momentum=0.9, rmsprop_decay=0.9, rmsprop_momentum=0.9,
-    rmsprop_epsilon=1.0)
 
 
 def reshape_list(items, shape=None):
@@ -88,9 +81,9 @@ def decay_steps(num_samples_per_epoch, images_per_step, num_epochs_per_decay):
                     num_epochs_per_decay))
 
 
-def configure_learning_rate(global_step, learning_rate, decay_type,
-                            steps_per_decay=1, decay_factor=0.94,
-                            end_learning_rate=0.0001, warmup_steps=0,
+def configure_learning_rate(global_step, learning_rate, decay_type, *,
+                            decay_factor, end_learning_rate,
+                            steps_per_decay=1, warmup_steps=0,
                             boundaries=(), values=(), total_steps=None):
   """The learning-rate tensor of a schedule.
 
@@ -202,24 +195,26 @@ def _cosine_learning_rate(global_step, learning_rate, end_learning_rate,
 def configure_optimizer(name, learning_rate, **hyperparameters):
   """The tf.compat.v1 optimizer called `name`.
 
-  Each optimizer takes its own hyper-parameters (OPTIMIZER_HYPERPARAMETERS
-  names them all, with their defaults); in particular Adam's epsilon
-  (adam_epsilon, 1e-8) is separate from RMSProp's (rmsprop_epsilon,
-  conventionally 1.0), which would make Adam crawl.
+  Each optimizer takes its own hyper-parameters
+  (config.OPTIMIZER_HYPERPARAMETERS names them all, with their defaults);
+  in particular Adam's epsilon (adam_epsilon) is separate from RMSProp's
+  (rmsprop_epsilon, conventionally 1.0, which would make Adam crawl).
 
   Args:
     name: one of OPTIMIZERS.
     learning_rate: a float or tensor.
-    **hyperparameters: any of OPTIMIZER_HYPERPARAMETERS.
+    **hyperparameters: any of config.OPTIMIZER_HYPERPARAMETERS; the others
+      keep their defaults.
 
   Raises:
     ValueError: for an unknown optimizer or hyper-parameter.
   """
-  unknown = sorted(set(hyperparameters) - set(OPTIMIZER_HYPERPARAMETERS))
+  defaults = config_lib.OPTIMIZER_HYPERPARAMETERS
+  unknown = sorted(set(hyperparameters) - set(defaults))
   if unknown:
     raise ValueError('Unknown optimizer hyper-parameters: %s.' %
                      ', '.join(unknown))
-  h = dict(OPTIMIZER_HYPERPARAMETERS, **hyperparameters)
+  h = dict(defaults, **hyperparameters)
   train = _v1.train
   if name == 'adadelta':
     return train.AdadeltaOptimizer(learning_rate, rho=h['adadelta_rho'],
@@ -303,19 +298,13 @@ def deploy_loss_summary(deploy_config, clone_fn, clone_args=None,
 
   Returns:
     (clones, first_clone_scope, update_ops, summaries): summaries is the set
-    of summary ops (those already in the graph included), update_ops every
-    clone's update ops (e.g. batch-norm moving averages: each clone's batch
-    statistics enter them, as if the clones' batches came one after
-    another; TF-slim's model_deploy keeps the first clone's only, which
-    would leave the other clones' data out of the moving statistics).
+    of summary ops (those already in the graph included), update_ops those
+    of every clone (`model_deploy.clones_update_ops`).
   """
   summaries = set(_v1.get_collection(_v1.GraphKeys.SUMMARIES))
   clones = model_deploy.create_clones(deploy_config, clone_fn, clone_args)
   first_clone_scope = clones[0].scope
-  update_ops = []
-  for clone in clones:
-    update_ops.extend(_v1.get_collection(_v1.GraphKeys.UPDATE_OPS,
-                                         clone.scope))
+  update_ops = model_deploy.clones_update_ops(clones)
   with _v1.device(deploy_config.inputs_device()):
     end_points = (clones[0].outputs or {}) if summarize_activations else {}
     for name in sorted(end_points):
@@ -337,11 +326,9 @@ def deploy_loss_summary(deploy_config, clone_fn, clone_args=None,
   return clones, first_clone_scope, update_ops, summaries
 
 
-# Histograms summarise at most about this many entries of a tensor.
-# TensorFlow's HistogramSummary takes ~0.1 us per value on one core: with
-# every weight (26M) and activation (~90M at batch 8) a summary cost 5-7 s,
-# which the summary thread spent every --save_summaries_secs next to the
-# training step on the same cores.
+# Histograms summarise at most about this many entries of a tensor: a
+# histogram of every weight and activation costs seconds per summary
+# (bench/README.md), taken from the training step on the same cores.
 HISTOGRAM_MAX_VALUES = 1 << 16
 
 
