@@ -13,6 +13,7 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT_ROOT)
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+from absl import logging as absl_logging  # noqa: E402
 from utils.common import paths  # noqa: E402  (after the import path is set)
 
 # The Python processes started so far in this pytest process (their argv).
@@ -52,6 +53,17 @@ def pytest_runtest_makereport(item, call):
         '%s started %d Python process(es), e.g. %s: mark it '
         '@pytest.mark.slow (or give its fixture to tests marked slow)' % (
             item.nodeid, len(started), ' '.join(map(str, started[0][:3]))))
+
+
+@pytest.fixture(autouse=True)
+def _absl_logs_info():
+  """Tests read INFO messages through caplog; a test that parses flags
+  resets absl to WARNING, so without this the order the tests run in (on
+  which worker) would decide what they see."""
+  before = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.INFO)
+  yield
+  absl_logging.set_verbosity(before)
 
 
 # Real detection data (Pascal VOC layout) written by others; never copied here.

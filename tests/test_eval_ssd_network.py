@@ -163,6 +163,7 @@ def test_missing_checkpoint(tmp_path, dataset_dir):
     evaluator.evaluate(str(tmp_path), _dataset(dataset_dir))
 
 
+@pytest.mark.slow
 def test_command_line_writes_every_output(checkpoint_dir, dataset_dir,
                                           tmp_path):
   train_dir = _copy_checkpoint(checkpoint_dir, tmp_path / 'train')
@@ -283,6 +284,7 @@ def _check_events(events):
   assert ('detections/img_b', step) in events
 
 
+@pytest.mark.slow
 def test_timeout_with_nothing_evaluated_is_an_error(dataset_dir, tmp_path):
   empty = tmp_path / 'train'
   empty.mkdir()
@@ -295,6 +297,7 @@ def test_timeout_with_nothing_evaluated_is_an_error(dataset_dir, tmp_path):
       'was evaluated' % empty)
 
 
+@pytest.mark.slow
 def test_eval_dir_under_a_regular_file(checkpoint_dir, tmp_path):
   (tmp_path / 'file').write_text('')
   process = _run_eval('--checkpoint_path', checkpoint_dir, '--eval_dir',
