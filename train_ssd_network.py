@@ -17,7 +17,6 @@ import collections
 import dataclasses
 import operator
 import os
-import shlex
 import sys
 
 from absl import app
@@ -37,11 +36,11 @@ from datasets import dataset_flags
 from datasets import dataset_utils
 from deployment import cluster as cluster_lib
 from deployment import cluster_server
-from utils.common import paths
 from utils.common import run_lock
 from utils.trainer import config as config_lib
 from utils.trainer import graph as graph_lib
 from utils.trainer import loop
+from utils.trainer import run_description
 from utils.trainer import step_runner
 from utils.trainer import train_tools
 # pylint: enable=g-import-not-at-top,wrong-import-position
@@ -469,36 +468,6 @@ def first_run_settings():
   return groups
 
 
-def _command(*words):
-  """A shell command line of `words`, each quoted as the shell needs."""
-  return ' '.join(shlex.quote(str(word)) for word in words)
-
-
-def next_steps_commands(config):
-  """(evaluate, demo) commands, shell-quoted, for the model just trained."""
-  checkpoint = []
-  if os.path.abspath(config.logging.train_dir) != paths.FINE_TUNING_DIR:
-    checkpoint = ['--checkpoint_path', config.logging.train_dir]
-  python = os.path.relpath(sys.executable) if sys.executable.startswith(
-      paths.PROJECT_ROOT) else sys.executable
-  dataset_dir = config.data.dataset.dataset_dir
-  if dataset_dir:
-    data = ['--dataset_dir', dataset_dir,
-            '--dataset_split_name', '<split>']
-    images = ['<your images or folder>']
-    labels = os.path.join(dataset_dir, 'labels.txt')
-  else:
-    data = []
-    sample = os.path.relpath(paths.SAMPLE_DIR)
-    images = [os.path.join(sample, 'voc', 'JPEGImages', 'val_%05d.jpg' % i)
-              for i in range(3)]
-    labels = os.path.join(sample, 'labels.txt')
-  evaluate = _command(python, 'eval_ssd_network.py', *checkpoint, *data)
-  demo = _command(python, 'demo_ssd.py', *checkpoint, '--labels', labels,
-                  '--output_dir', 'demo_out', '--images', *images)
-  return evaluate, demo
-
-
 def from_scratch_settings(cluster):
   """config.FROM_SCRATCH_RECIPE for the flags not given, by group, when
   no pretrained checkpoint starts the run (logged); else empty groups.
@@ -522,18 +491,6 @@ def from_scratch_settings(cluster):
                  '(README "Results"): %s. Flags you give win.',
                  config_lib.FROM_SCRATCH_RECIPE_NAME, chosen)
   return groups
-
-
-def print_next_steps(config):
-  """Prints the commands that evaluate and draw the model just trained."""
-  evaluate, demo = next_steps_commands(config)
-  print('\nNext steps:\n'
-        '  evaluate (VOC mAP on the %s split):\n'
-        '    %s\n'
-        '  draw the detections on a few images into demo_out/:\n'
-        '    %s' % ('chosen' if config.data.dataset.dataset_dir
-                    else 'sample val',
-                    evaluate, demo), flush=True)
 
 
 # --precision and --data_format as this machine resolves them.
@@ -628,7 +585,7 @@ def main(unused_argv):
     ssd_net = graph_lib.build_ssd_net(config.model, dataset.num_classes)
     trained = loop.run_training(config, ssd_net, dataset)
     if trained and config.deployment.is_chief:
-      print_next_steps(config)
+      run_description.print_next_steps(config)
   except (step_runner.TrainingStopped, ValueError,
           run_lock.LockHeld) as error:
     # Bad flags, data or checkpoints, or a train_dir in use: the message

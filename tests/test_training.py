@@ -570,11 +570,10 @@ def test_a_step_runner_at_its_step_limit_runs_no_step(caplog):
 
 
 def test_next_steps_commands_survive_spaces_in_paths(tmp_path):
-  import train_ssd_network  # pylint: disable=g-import-not-at-top
   train_dir = str(tmp_path / 'my run')
   dataset_dir = str(tmp_path / 'my data')
   config = small_config(train_dir, dataset_dir)
-  evaluate, demo = train_ssd_network.next_steps_commands(config)
+  evaluate, demo = run_description.next_steps_commands(config)
   assert shlex.split(evaluate)[1:] == [
       'eval_ssd_network.py', '--checkpoint_path', train_dir,
       '--dataset_dir', dataset_dir, '--dataset_split_name', '<split>']

@@ -1,6 +1,11 @@
 """What describes a training run, written once when it starts: the settings,
 SSD parameters and data files in training_config.txt (and the log), and
-in TensorBoard as text and as hyper-parameters for comparing runs."""
+in TensorBoard as text and as hyper-parameters for comparing runs; and the
+commands that evaluate and draw the model once it ends."""
+import os
+import shlex
+import sys
+
 from absl import logging
 import tensorflow as tf
 
@@ -84,3 +89,45 @@ def write_run_summaries(writer, config, ssd_params, graph):
     # TensorBoard's own Summary class, as TensorFlow's.
     writer.add_summary(_v1.Summary.FromString(summary.SerializeToString()))
   writer.flush()
+
+
+def _command(*words):
+  """A shell command line of `words`, each quoted as the shell needs."""
+  return ' '.join(shlex.quote(str(word)) for word in words)
+
+
+def next_steps_commands(config):
+  """(evaluate, demo) commands, shell-quoted, for the model just trained."""
+  checkpoint = []
+  if os.path.abspath(config.logging.train_dir) != paths.FINE_TUNING_DIR:
+    checkpoint = ['--checkpoint_path', config.logging.train_dir]
+  python = os.path.relpath(sys.executable) if sys.executable.startswith(
+      paths.PROJECT_ROOT) else sys.executable
+  dataset_dir = config.data.dataset.dataset_dir
+  if dataset_dir:
+    data = ['--dataset_dir', dataset_dir,
+            '--dataset_split_name', '<split>']
+    images = ['<your images or folder>']
+    labels = os.path.join(dataset_dir, 'labels.txt')
+  else:
+    data = []
+    sample = os.path.relpath(paths.SAMPLE_DIR)
+    images = [os.path.join(sample, 'voc', 'JPEGImages', 'val_%05d.jpg' % i)
+              for i in range(3)]
+    labels = os.path.join(sample, 'labels.txt')
+  evaluate = _command(python, 'eval_ssd_network.py', *checkpoint, *data)
+  demo = _command(python, 'demo_ssd.py', *checkpoint, '--labels', labels,
+                  '--output_dir', 'demo_out', '--images', *images)
+  return evaluate, demo
+
+
+def print_next_steps(config):
+  """Prints the commands that evaluate and draw the model just trained."""
+  evaluate, demo = next_steps_commands(config)
+  print('\nNext steps:\n'
+        '  evaluate (VOC mAP on the %s split):\n'
+        '    %s\n'
+        '  draw the detections on a few images into demo_out/:\n'
+        '    %s' % ('chosen' if config.data.dataset.dataset_dir
+                    else 'sample val',
+                    evaluate, demo), flush=True)
