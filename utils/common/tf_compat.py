@@ -8,8 +8,8 @@ only if it is missing, so a TensorFlow or tf_slim that has them is untouched.
 It also routes `slim.batch_norm` to tf_slim's fused kernel when the legacy
 Keras layers it would otherwise build are not installed.
 
-Every package of this project imports this module before tf_slim (see the
-package `__init__` files), so nobody has to remember to.
+Every module that imports tf_slim imports this module first (a test,
+`tests/test_tf_compat.py`, checks each one).
 """
 import importlib
 import inspect

@@ -368,7 +368,8 @@ def _strip_scope(name, scope):
 
 def session_config(deploy_config, gpu_memory_fraction=None,
                    precision='float32'):
-  """The ConfigProto every training/evaluation session of ours uses.
+  """The ConfigProto of a training session (evaluation, demo and export
+  open their own, with the precision their `detection` settings choose).
 
   * allow_soft_placement: GPU clones on a machine with fewer GPUs (or none)
     fall back to the CPU instead of failing.
