@@ -229,7 +229,7 @@ def convert(annotations_file, image_dir, output_dir, output_name,
   source = {'split': None, 'source_dir': os.path.abspath(image_dir),
             'annotations_file': os.path.abspath(annotations_file)}
   return dataset_writer.write_dataset(plan, output_dir, output_name, source,
-                                  skip_bad=skip_bad, **write_options)
+                                      skip_bad=skip_bad, **write_options)
 
 
 FLAGS = flags.FLAGS

@@ -197,7 +197,7 @@ def convert(dataset_dir, output_dir, output_name, split=None, image_ids=None,
                          discover_labels, shuffle, seed, skip_bad)
   source = {'split': split, 'source_dir': os.path.abspath(dataset_dir)}
   return dataset_writer.write_dataset(plan, output_dir, output_name, source,
-                                  skip_bad=skip_bad, **write_options)
+                                      skip_bad=skip_bad, **write_options)
 
 
 FLAGS = flags.FLAGS
