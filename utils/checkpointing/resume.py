@@ -233,8 +233,7 @@ def saved_ssd_params(prefix, model_name):
   Raises:
     checkpoints.CheckpointError: not a checkpoint, or unreadable parameters.
   """
-  json_path = os.path.join(os.path.dirname(prefix),
-                           run_directory.SSD_PARAMS_FILE_NAME)
+  json_path = run_directory.ssd_params_file(os.path.dirname(prefix))
   reader = checkpoints.open_checkpoint(prefix)
   try:
     inside = nets_factory.checkpoint_ssd_params(reader, model_name)
