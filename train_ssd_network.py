@@ -347,7 +347,9 @@ def _define_logging_flags(logs):
                        'Steps between two progress lines.')
   flags.DEFINE_integer('save_summaries_secs', logs.save_summaries_secs,
                        'Seconds between two TensorBoard summaries (also '
-                       'written after the first and the last step).')
+                       'written with the first and the last step). A step '
+                       'computes them from the batch it trains on, so they '
+                       'do not change what a seeded run trains on.')
   flags.DEFINE_boolean('summarize_histograms', logs.summarize_histograms,
                        'Also summarise histograms of the activations and '
                        'weights, and the activations\' sparsity (slow, and '

@@ -123,7 +123,8 @@ def build_graph(config, input_fn=None):
   return tensors, deploy_config
 
 
-def run_steps(config, num_steps, input_fn=None, stop_file=None):
+def run_steps(config, num_steps, input_fn=None, stop_file=None,
+              summary_writer=None):
   """Builds the graph and runs up to `num_steps` steps in-process.
 
   The training loop itself (tf_slim's Supervisor, whose threads need
@@ -137,8 +138,10 @@ def run_steps(config, num_steps, input_fn=None, stop_file=None):
     tensors, deploy_config = build_graph(config, input_fn)
     init_fn = initialisation.make_init_fn(config.logging.train_dir,
                                           config.model)
-    runner = step_runner.StepRunner(tensors, config.data.batch_size,
-                                    num_steps, 1, stop_file=stop_file)
+    runner = step_runner.StepRunner(
+        tensors, config.data.batch_size, num_steps, 1, stop_file=stop_file,
+        summary_writer=summary_writer,
+        save_summaries_secs=config.logging.save_summaries_secs)
     session_config = train_tools.session_config(
         deploy_config, precision=config.deployment.precision)
     with v1.Session(config=session_config) as sess:
@@ -359,6 +362,26 @@ def test_a_stop_file_stops_after_the_step_and_the_next_run_removes_it(
   loop.remove_stop_file(str(stop_file))  # None: nothing to do.
 
 
+def test_summaries_do_not_change_what_a_seeded_run_trains_on(
+    tmp_path, sample_dataset_dir):
+  """Summaries every step, or none: the same batches, the same losses."""
+  def seeded_losses(summary_writer):
+    config = small_config(
+        tmp_path / 'run', sample_dataset_dir,
+        data=dict(num_preprocessing_threads=1),
+        logging=dict(save_summaries_secs=0))
+    return run_steps(config, 3, summary_writer=summary_writer)[2]
+
+  with tf.Graph().as_default():  # FileWriter refuses eager execution.
+    writer = v1.summary.FileWriter(str(tmp_path / 'summaries'))
+  with_summaries = seeded_losses(writer)
+  writer.close()
+  assert event_values(tmp_path / 'summaries', 'losses/total_loss')
+  without = seeded_losses(None)
+  assert len(set(without)) == 3  # Three batches that tell apart.
+  np.testing.assert_allclose(with_summaries, without, rtol=1e-5)
+
+
 def test_clones_without_gpus_are_said_to_run_on_the_cpu():
   warning = graph_lib.clone_placement_warning(3, False, 0)
   assert warning.startswith('3 clones but no GPU is visible: clones 0 to 2 '
@@ -543,32 +566,6 @@ def test_imagenet_vgg16_fc6_fc7_become_conv6_conv7_decimated(
     np.testing.assert_array_equal(restored, value)
   np.testing.assert_array_equal(values['ssd_300_vgg/conv5/conv5_3/weights'],
                                 vgg['vgg_16/conv5/conv5_3/weights'])
-class _GlobalStepOnlySession(object):
-  """A session in which only the global step, at `step`, may be read."""
-
-  def __init__(self, global_step, step):
-    self._global_step = global_step
-    self._step = step
-
-  def run(self, fetches, *unused_args, **unused_kwargs):
-    assert fetches is self._global_step, 'ran %r' % (fetches,)
-    return self._step
-
-
-def test_a_step_runner_at_its_step_limit_runs_no_step(caplog):
-  global_step, train_op = object(), object()
-  graph = graph_lib.TrainingGraph(
-      train_op=train_op, summary_op=None, global_step=global_step,
-      learning_rate=None, total_loss=None, loss_terms={})
-  runner = step_runner.StepRunner(graph, 1, 5, 1)
-  caplog.set_level('INFO')
-  _, should_stop = runner(_GlobalStepOnlySession(global_step, 5), train_op,
-                          global_step, {})
-  assert should_stop
-  assert ('Training is already at step 5 >= --max_number_of_steps 5: '
-          'nothing to train.') in caplog.text
-
-
 def test_next_steps_commands_survive_spaces_in_paths(tmp_path):
   train_dir = str(tmp_path / 'my run')
   dataset_dir = str(tmp_path / 'my data')

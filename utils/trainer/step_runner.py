@@ -37,7 +37,7 @@ class StepRunner(object):
       stop_file: path whose existence stops training; None: none.
       summary_writer: where the summaries go (the chief's); None: none.
       save_summaries_secs: seconds between two summaries (also written
-        after the first and the last step).
+        with the first and the last step), computed in a step's own run.
       max_training_minutes: time budget of the steps (from the first one);
         None: none.
     """
@@ -55,6 +55,7 @@ class StepRunner(object):
     self._summary_writer = summary_writer
     self._summary_secs = save_summaries_secs
     self._last_summary = None  # (time, step) of the last summary.
+    self._step = None  # The global step after the last step run.
     self._interrupted = False
     self._interval_start = None
     self._interval_steps = 0
@@ -77,10 +78,10 @@ class StepRunner(object):
       if finished:
         logging.info('%s', finished)
         return float('nan'), True
-    results = self._run_step(sess, train_op)
+    results = self._run_step(sess, train_op, self._summary_due())
     if results is None:
       return float('nan'), True
-    total_loss, terms, learning_rate = results
+    total_loss, terms, learning_rate, summary = results
     # Read after the step: the step's own read may precede the increment.
     step = sess.run(global_step)
     self._interval_steps += 1
@@ -90,15 +91,26 @@ class StepRunner(object):
       self._log(step, total_loss, terms, learning_rate)
     if self._start_step is None:
       self._start_step = step
+    self._step = step
     should_stop = self._should_stop(step)
-    self._summarise(sess, step, should_stop)
+    if summary is None and should_stop and self._summary_writer is not None:
+      # A stop nobody foresaw (Ctrl-C, the stop file, the time budget): the
+      # batch this run of the summary op takes is never trained on, but
+      # training is over.
+      summary = sess.run(self._summary_op)
+    if summary is not None:
+      self._write_summaries(summary, step)
     return total_loss, should_stop
 
-  def _run_step(self, sess, train_op):
-    """[total loss, {loss term: value}, learning rate] of one step; None
-    when a non-finite loss or gradient stopped it (self.failure says so)."""
+  def _run_step(self, sess, train_op, with_summary):
+    """[total loss, {loss term: value}, learning rate, serialized summaries
+    or None] of one step; None when a non-finite loss or gradient stopped it
+    (self.failure says so)."""
+    fetches = [train_op, self._loss_terms, self._learning_rate]
+    if with_summary:
+      fetches.append(self._summary_op)
     try:
-      return sess.run([train_op, self._loss_terms, self._learning_rate])
+      results = sess.run(fetches)
     except tf.errors.InvalidArgumentError as error:
       if graph_lib.NON_FINITE_MARKER not in error.message:
         raise
@@ -109,6 +121,7 @@ class StepRunner(object):
           'the checkpoint.' % _assertion_text(error.message))
       logging.error(self.failure)
       return None
+    return results if with_summary else results + [None]
 
   def _should_stop(self, step):
     return (self._interrupted or self._stop_file_found(step) or
@@ -125,21 +138,29 @@ class StepRunner(object):
       return None
     return nothing_to_train_line(step, self._max_steps, 'Training')
 
-  def _summarise(self, sess, step, last):
-    """Writes the summaries and the throughput since the previous ones.
+  def _summary_due(self):
+    """Whether the next step also computes the summaries: the first step,
+    the last one of the step limit, and one every save_summaries_secs.
 
-    Run here, between two steps, rather than in the Supervisor's threads:
-    beside a step on a few cores, their session runs wait for the step (its
-    step counter would read 0 global_step/sec most of the time), and the
-    summary op slows the step it runs beside.
+    They are computed in the step's own session run, from the batch it
+    trains on: a session run of the summary op alone would take a batch of
+    its own from the queue, which no step would train on, and the data
+    order of a seeded run would then depend on when the summaries fall.
     """
     if self._summary_writer is None:
-      return
+      return False
+    if self._last_summary is None:
+      return True
+    if (self._max_steps is not None and self._step is not None and
+        self._step + 1 >= self._max_steps):
+      return True
+    return time.time() - self._last_summary[0] >= self._summary_secs
+
+  def _write_summaries(self, summary, step):
+    """Writes `summary` and the throughput since the previous summaries."""
     now = time.time()
     if self._last_summary is not None:
       last_time, last_step = self._last_summary
-      if not last and now - last_time < self._summary_secs:
-        return
       steps_per_sec = (step - last_step) / max(now - last_time, 1e-9)
       self._summary_writer.add_summary(_v1.Summary(value=[
           _v1.Summary.Value(tag='global_step/sec',
@@ -147,10 +168,9 @@ class StepRunner(object):
           _v1.Summary.Value(tag='throughput/images_per_sec',
                             simple_value=steps_per_sec *
                             self._images_per_step)]), step)
-    self._summary_writer.add_summary(sess.run(self._summary_op), step)
+    self._summary_writer.add_summary(summary, step)
     self._summary_writer.flush()
-    # Measured from after the summary: its cost is not a training step's.
-    self._last_summary = (time.time(), step)
+    self._last_summary = (now, step)
 
   def _budget_spent(self, step):
     if self._budget_secs is None:
