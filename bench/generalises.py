@@ -144,7 +144,9 @@ def define_flags():
                        'start of the full run).', lower_bound=1)
   flags.DEFINE_integer('schedule_images', 8000,
                        'Images over which the learning rate decays; keep it '
-                       'when running a short slice with --budget_images.',
+                       'when running a short slice with --budget_images. A '
+                       'budget beyond it trains on at the end rate (and '
+                       'extends a finished run with --resume).',
                        lower_bound=1)
   flags.DEFINE_integer('eval_every_images', 1000,
                        'Images seen between two evaluated checkpoints.',
