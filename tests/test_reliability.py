@@ -252,7 +252,7 @@ MATRIX = [
      'tests/test_train_ssd_network.py::test_a_finished_run_trains_no_further_step'),
     ('a cluster resumed at its step limit',
      'no worker runs a step',
-     'tests/test_training.py::test_a_step_runner_at_its_step_limit_runs_no_step'),
+     'tests/test_step_runner.py::test_a_step_runner_at_its_step_limit_runs_no_step'),
     ('a demo on images none of which can be read',
      'one error line, exit 1',
      'tests/test_demo_ssd.py::test_a_demo_that_could_read_no_image_fails'),

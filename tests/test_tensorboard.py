@@ -136,12 +136,15 @@ def test_training_losses_learning_rate_throughput_text_images(served):
     assert name in config_text['text'], (name, config_text['text'][:300])
 
   # From scratch: the warm-up (100 steps) times the linear decay from 1e-3
-  # to 1e-4 over the TRAIN_STEPS of the run.
+  # to 1e-4 over the TRAIN_STEPS of the run.  Written at global step N: the
+  # rate of the step that made it N (run at N - 1, in the same session run).
   assert served['learning_rate']
   for unused_wall_time, step, value in served['learning_rate']:
-    assert 0 <= step <= TRAIN_STEPS
-    decayed = 0.0009 * (1 - step / TRAIN_STEPS) + 0.0001
-    assert value == pytest.approx(decayed * (step + 1) / 100, rel=1e-5), step
+    assert 1 <= step <= TRAIN_STEPS
+    trained_at = step - 1
+    decayed = 0.0009 * (1 - trained_at / TRAIN_STEPS) + 0.0001
+    assert value == pytest.approx(decayed * (trained_at + 1) / 100,
+                                  rel=1e-5), step
   # Throughput measured up to the last step: > 0; batch 1: one image a step.
   rates = {step: value for _, step, value in served['steps_per_sec']}
   assert rates[TRAIN_STEPS] > 0, served['steps_per_sec']
