@@ -81,6 +81,19 @@ def _run(runner, sess, graph, max_calls):
   raise AssertionError('the runner did not stop in %d calls' % max_calls)
 
 
+def _train(max_steps, save_summaries_secs, images_per_step=1):
+  """A step runner with a summary writer, run to max_steps on a recording
+  session; returns (session, writer, fetches of each step's run)."""
+  graph, writer = _graph(), _RecordingWriter()
+  sess = _RecordingSession(graph)
+  runner = step_runner.StepRunner(
+      graph, images_per_step, max_steps, 1, summary_writer=writer,
+      save_summaries_secs=save_summaries_secs)
+  _run(runner, sess, graph, 2 * max_steps)
+  steps = [names for names in sess.runs if names[0] == 'train_op']
+  return sess, writer, steps
+
+
 def _written(writer):
   """The steps at which the merged summaries (not the throughput) went."""
   return [step for summary, step in writer.summaries
@@ -101,12 +114,7 @@ def test_a_step_runner_at_its_step_limit_runs_no_step(caplog):
 
 
 def test_summaries_come_from_the_first_and_last_steps_own_runs():
-  graph, writer = _graph(), _RecordingWriter()
-  sess = _RecordingSession(graph)
-  runner = step_runner.StepRunner(graph, 8, 5, 1, summary_writer=writer,
-                                  save_summaries_secs=3600)
-  _run(runner, sess, graph, 10)
-  steps = [names for names in sess.runs if names[0] == 'train_op']
+  sess, writer, steps = _train(5, 3600, images_per_step=8)
   assert len(steps) == 5
   # Fetched with the train op of steps 1 and 5, never in a run of its own
   # (which would take a batch that no step trains on).
@@ -127,12 +135,7 @@ def test_summaries_come_from_the_first_and_last_steps_own_runs():
 
 
 def test_summaries_every_step_when_due_every_step():
-  graph, writer = _graph(), _RecordingWriter()
-  sess = _RecordingSession(graph)
-  runner = step_runner.StepRunner(graph, 1, 4, 1, summary_writer=writer,
-                                  save_summaries_secs=0)
-  _run(runner, sess, graph, 10)
-  steps = [names for names in sess.runs if names[0] == 'train_op']
+  sess, writer, steps = _train(4, 0)
   assert len(steps) == 4 and all('summary_op' in names for names in steps)
   assert ('summary_op',) not in sess.runs
   assert _written(writer) == [1, 2, 3, 4]
